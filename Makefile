@@ -1,0 +1,30 @@
+# Two commands: `make run` starts the server (embedded PostgreSQL unless DATABASE_URL is set),
+# `make test` runs the whole suite. Both install what they need into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fleetgraph demo
+
+serve: $(STAMP)
+	$(BIN)/fleetgraph serve
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .fleetgraph
