@@ -1,0 +1,66 @@
+"""The Starlette application and its lifespan.
+
+One process, one loop: uvicorn serves this app, and the lifespan opens the database pool,
+migrates, and (from the sync issue on) starts the sync supervisor on the same loop, stopping
+everything again on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from app.db import EmbeddedPostgres, create_pool
+from app.health import healthz, readyz
+from app.migrations import upgrade_to_head_async
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
+    """Build the ASGI app. Nothing connects until the lifespan starts."""
+    from app.graphql_app import build_graphql_app
+
+    graphql_app = build_graphql_app(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded: EmbeddedPostgres | None = None
+        url = settings.database_url
+        if not url:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            url = embedded.start()
+        try:
+            if migrate:
+                await upgrade_to_head_async(url)
+            pool = await create_pool(
+                url,
+                statement_timeout_ms=settings.statement_timeout_ms,
+                min_size=settings.pool_min_size,
+                max_size=settings.pool_max_size,
+            )
+            app.state.pool = pool
+            app.state.database_url = url
+            try:
+                yield
+            finally:
+                await pool.close()
+        finally:
+            if embedded is not None:
+                embedded.stop()
+
+    routes: list[Any] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_app),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    return app

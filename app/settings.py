@@ -1,0 +1,56 @@
+"""Process settings, read once from the environment.
+
+One frozen object instead of scattered ``os.environ`` reads, so tests can build a server with
+exactly the settings they mean and nothing leaks in from the shell.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a FleetGraph process needs to know about its environment."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path(".fleetgraph"))
+    encryption_keys: str | None = field(default=None, repr=False)
+    graphiql: bool = True
+    introspection: bool = True
+    statement_timeout_ms: int = 15_000
+    max_body_bytes: int = 1_048_576 + 65_536
+    max_page_size: int = 500
+    max_query_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 5_000
+    sync_enabled: bool = True
+    metrics_interval_s: float = 30.0
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        return cls(
+            database_url=e.get("DATABASE_URL") or None,
+            data_dir=Path(e.get("FLEETGRAPH_DATA_DIR") or ".fleetgraph"),
+            encryption_keys=e.get("BYOK_ENCRYPTION_KEY") or None,
+            graphiql=_flag(e.get("FLEETGRAPH_GRAPHIQL"), True),
+            introspection=_flag(e.get("FLEETGRAPH_INTROSPECTION"), True),
+            statement_timeout_ms=int(e.get("FLEETGRAPH_STATEMENT_TIMEOUT_MS") or 15_000),
+            sync_enabled=_flag(e.get("FLEETGRAPH_SYNC"), True),
+            metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests and the CLI flags use this)."""
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,79 @@
+"""Shared fixtures: one real PostgreSQL database per test session, migrated to head.
+
+The server is ``DATABASE_URL`` when set (CI sets it to the machine's PostgreSQL 15), else an
+embedded PostgreSQL started in a temporary folder. Each session creates its own database and
+drops it at the end, so parallel runs and reruns never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app.db import create_pool, database_url_or_embedded
+from app.migrations import upgrade_to_head
+
+
+DATABASE_FIXTURES = {"server_url", "empty_database_url", "database_url", "db_pool"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches PostgreSQL, so CI can rerun exactly those on another server."""
+    for item in items:
+        if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointed at another database (handles socket-style URLs)."""
+    head, sep, query = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}{sep}{query}"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data_dir = Path(os.environ.get("FLEETGRAPH_TEST_DATA_DIR") or tmp_path_factory.mktemp("pg"))
+    with database_url_or_embedded(os.environ.get("DATABASE_URL"), data_dir) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh, unmigrated database on the test server, dropped after the session."""
+    name = f"fg_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(server_url, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh database migrated to head, shared by the session's tests, dropped after."""
+    name = f"fg_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(server_url, name)
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=8)
+    yield pool
+    await pool.close()
