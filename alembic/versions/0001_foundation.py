@@ -65,6 +65,8 @@ CREATE TABLE k8s_clusters (
     metrics_available        boolean,
     last_synced_at           timestamptz,
     last_sync_error          text,
+    sync_progress            jsonb NOT NULL DEFAULT '{}'::jsonb,
+    sync_requested_at        timestamptz,
     labels                   jsonb NOT NULL DEFAULT '{}'::jsonb,
     price_cpu_core_hour      numeric(14, 6),
     price_memory_gib_hour    numeric(14, 6),
