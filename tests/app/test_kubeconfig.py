@@ -153,6 +153,13 @@ def kubeconfig(
     }
 
 
+def cert_user(issued: Issued) -> dict[str, str]:
+    return {
+        "client-certificate-data": b64(issued.cert_pem),
+        "client-key-data": b64(issued.key_pem),
+    }
+
+
 def dump(document: Any) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
@@ -209,7 +216,7 @@ def test_client_certificate_kubeconfig_with_generated_ca_is_accepted(pki: TestPk
     client = pki.issue("admin", client=True)
     document = kubeconfig(
         cluster={"certificate-authority-data": b64(pki.ca_pem), "tls-server-name": "kube.local"},
-        user={"client-certificate-data": b64(client.cert_pem), "client-key-data": b64(client.key_pem)},
+        user=cert_user(client),
     )
     kc = sanitize_kubeconfig(dump(document))
     assert kc.certificate_authority_data == pki.ca_pem
@@ -225,7 +232,7 @@ def test_to_dict_is_a_minimal_kubeconfig_that_sanitizes_to_the_same_value(pki: T
     client = pki.issue("admin", client=True)
     document = kubeconfig(
         cluster={"certificate-authority-data": b64(pki.ca_pem), "extensions": [{"name": "x"}]},
-        user={"client-certificate-data": b64(client.cert_pem), "client-key-data": b64(client.key_pem)},
+        user=cert_user(client),
         context={"namespace": "kube-system"},
     )
     document["preferences"] = {"colors": True}
@@ -334,7 +341,8 @@ def test_python_yaml_tags_are_not_constructed(tmp_path: Path) -> None:
 
 def test_unchosen_contexts_are_dropped_not_followed(tmp_path: Path) -> None:
     document = kubeconfig()
-    document["users"].append(exec_marker_kubeconfig(tmp_path / "marker")["users"][0] | {"name": "evil"})
+    evil_user = exec_marker_kubeconfig(tmp_path / "marker")["users"][0]
+    document["users"].append(evil_user | {"name": "evil"})
     document["contexts"].append({"name": "evil", "context": {"cluster": "prod", "user": "evil"}})
     kc = sanitize_kubeconfig(dump(document))
     assert kc.user_name == "admin"
