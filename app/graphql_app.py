@@ -1,15 +1,116 @@
-"""The GraphQL endpoint: Strawberry's ASGI app bound to our schema and request context."""
+"""The GraphQL endpoint: Strawberry's ASGI app with our context, authentication and limits."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UnsetType
 
+from app.auth import authenticate, bearer_token
 from app.settings import Settings
+from app.vault import Vault
+from resolvers.context import Context
 from schema import build_schema
 
 
-def build_graphql_app(settings: Settings) -> Any:
-    schema = build_schema(settings)
-    return GraphQL(schema, graphql_ide="graphiql" if settings.graphiql else None)
+def cursor_key_from(settings: Settings) -> bytes:
+    """Cursor MAC key, derived from the first encryption key so every replica agrees on it."""
+    first = (settings.encryption_keys or "").split(",")[0].strip()
+    return hashlib.sha256(b"fleetgraph/cursor/v1\x00" + first.encode()).digest()
+
+
+class FleetGraphQL(GraphQL[Context, None]):
+    def __init__(self, settings: Settings, vault: Vault) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            keep_alive=True,
+        )
+        self.settings = settings
+        self.vault = vault
+        self.cursor_key = cursor_key_from(settings)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        principal = None
+        pool = request.app.state.pool
+        if isinstance(request, Request):
+            principal = await authenticate(pool, bearer_token(request.headers.get("authorization")))
+        return Context(
+            pool=pool, settings=self.settings, vault=self.vault, cursor_key=self.cursor_key,
+            principal=principal, request=request, response=response,
+            services=getattr(request.app.state, "services", {}),
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """WebSockets authenticate once, with the token in ``connection_init``'s payload."""
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization")
+        principal = await authenticate(
+            context.pool, bearer_token(header if isinstance(header, str) else None)
+        )
+        if principal is None:
+            raise ConnectionRejectionError(
+                {"message": "authentication required", "code": "UNAUTHENTICATED"}
+            )
+        context.principal = principal
+        return None
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``limit`` bytes before anything parses them."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response: Response = JSONResponse(
+            {"errors": [{"message": f"request body is larger than {self.limit} bytes",
+                         "extensions": {"code": "BAD_USER_INPUT"}}]},
+            status_code=413,
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_graphql_app(settings: Settings, vault: Vault) -> ASGIApp:
+    return BodySizeLimit(FleetGraphQL(settings, vault), limit=settings.max_body_bytes)

@@ -19,6 +19,7 @@ from app.db import EmbeddedPostgres, create_pool
 from app.health import healthz, readyz
 from app.migrations import upgrade_to_head_async
 from app.settings import Settings
+from app.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     """Build the ASGI app. Nothing connects until the lifespan starts."""
     from app.graphql_app import build_graphql_app
 
-    graphql_app = build_graphql_app(settings)
+    vault = Vault.from_env(settings.encryption_keys)  # a bad or missing key stops us here
+    graphql_app = build_graphql_app(settings, vault)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,4 +65,5 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
+    app.state.vault = vault
     return app

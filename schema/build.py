@@ -1,21 +1,40 @@
-"""Assembles the Strawberry ``Schema`` from the root types."""
+"""Assembles the Strawberry ``Schema``: root types, limits and error handling."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import strawberry
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+)
+
+from schema.cluster_types import Cluster
+from schema.extensions import ErrorCodes, RequireAuthentication
+from schema.mutation import Mutation
+from schema.query import Query
 
 if TYPE_CHECKING:
     from app.settings import Settings
 
 
-@strawberry.type
-class Query:
-    @strawberry.field(description="The API version this server speaks.")
-    def api_version(self) -> str:
-        return "1"
-
-
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    return strawberry.Schema(query=Query)
+    from app.settings import Settings
+
+    s = settings or Settings()
+    # Factories, not instances: Strawberry builds fresh extensions for every request.
+    extensions: list[Any] = [
+        ErrorCodes,
+        RequireAuthentication,
+        lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
+    ]
+    if not s.introspection:
+        extensions.append(DisableIntrospection)
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, types=[Cluster], extensions=extensions
+    )

@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,8 +20,7 @@ import pytest
 from app.db import create_pool, database_url_or_embedded
 from app.migrations import upgrade_to_head
 
-
-DATABASE_FIXTURES = {"server_url", "empty_database_url", "database_url", "db_pool"}
+DATABASE_FIXTURES = {"server_url", "empty_database_url", "database_url", "db_pool", "api"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -77,3 +77,12 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, max_size=8)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def api(database_url: str, db_pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """One API server for the session, with tenants ``a`` and ``b`` (a token per role each)."""
+    from tests.api import running_api
+
+    async with running_api(database_url, db_pool, slug_prefix="t") as running:
+        yield running

@@ -7,20 +7,21 @@ import httpx
 from app.migrations import head_revision
 from app.server import create_app
 from app.settings import Settings
+from app.vault import generate_key
+from tests.api import running_api
 from tests.live_server import live_server
 
 
-async def test_healthz_readyz_and_typename_over_http(database_url: str) -> None:
-    app = create_app(Settings(database_url=database_url, sync_enabled=False))
-    async with live_server(app) as base, httpx.AsyncClient(base_url=base) as http:
+async def test_healthz_readyz_and_typename_over_http(database_url: str, db_pool: object) -> None:
+    async with running_api(database_url, db_pool, slug_prefix="srv") as api:  # type: ignore[arg-type]
+        http = api.http
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ok", "database": "reachable",
                                 "revision": head_revision()}
-        answer = await http.post("/graphql", json={"query": "{ __typename }"})
-        assert answer.status_code == 200
-        assert answer.json() == {"data": {"__typename": "Query"}}
+        answer = await api.gql("{ __typename }", token=api.a.tokens["viewer"])
+        assert answer == {"data": {"__typename": "Query"}}
         page = await http.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "graphiql" in page.text.lower()
 
@@ -28,7 +29,9 @@ async def test_healthz_readyz_and_typename_over_http(database_url: str) -> None:
 async def test_readyz_is_unavailable_when_the_database_is_not_migrated(
     empty_database_url: str,
 ) -> None:
-    app = create_app(Settings(database_url=empty_database_url, sync_enabled=False), migrate=False)
+    settings = Settings(database_url=empty_database_url, sync_enabled=False,
+                        encryption_keys=generate_key())
+    app = create_app(settings, migrate=False)
     async with live_server(app) as base, httpx.AsyncClient(base_url=base) as http:
         ready = await http.get("/readyz")
         assert ready.status_code == 503

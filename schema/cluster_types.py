@@ -1,0 +1,154 @@
+"""The ``Cluster`` type and the registry's inputs and results.
+
+``Cluster`` is built from the explicit column list in ``resolvers.clusters``; it has no field
+that could carry a kubeconfig, token or key, by construction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from schema.enums import (
+    ClusterOrderField,
+    ClusterProvider,
+    ClusterStatus,
+    HealthStatus,
+    OrderDirection,
+)
+from schema.relay import Node, to_global_id
+
+
+@strawberry.type(description="Current health and why.")
+class ClusterHealthState:
+    status: HealthStatus
+    reason: str | None
+    changed_at: datetime | None
+
+
+@strawberry.type(description="Registry entry of a Kubernetes cluster and the graph below it.")
+class Cluster(Node):
+    db_id: strawberry.Private[uuid.UUID]
+    row: strawberry.Private[Any]
+    name: str
+    provider: ClusterProvider
+    region: str | None
+    api_server_url: str
+    context_name: str | None
+    kubernetes_version: str | None
+    status: ClusterStatus
+    metrics_available: bool | None
+    last_synced_at: datetime | None
+    last_sync_error: str | None
+    labels: JSON
+    created_at: datetime
+    updated_at: datetime
+
+    @strawberry.field(description="Health as last computed by the sync engine.")
+    def health_state(self) -> ClusterHealthState:
+        return ClusterHealthState(
+            status=HealthStatus(self.row["health_status"]),
+            reason=self.row["health_reason"],
+            changed_at=self.row["health_changed_at"],
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Cluster:
+        return cls(
+            id=to_global_id("Cluster", row["id"]),
+            db_id=row["id"],
+            row=row,
+            name=row["name"],
+            provider=ClusterProvider(row["provider"]),
+            region=row["region"],
+            api_server_url=row["api_server_url"],
+            context_name=row["context_name"],
+            kubernetes_version=row["kubernetes_version"],
+            status=ClusterStatus(row["status"]),
+            metrics_available=row["metrics_available"],
+            last_synced_at=row["last_synced_at"],
+            last_sync_error=row["last_sync_error"],
+            labels=row["labels"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@strawberry.input(description="Prices for this cluster; unset fields use the provider default.")
+class PricingInput:
+    cpu_core_hour: Decimal | None = None
+    memory_gib_hour: Decimal | None = None
+    storage_gib_hour: Decimal | None = None
+    network_gib: Decimal | None = None
+
+
+@strawberry.input
+class RegisterClusterInput:
+    name: str
+    provider: ClusterProvider
+    kubeconfig: str = strawberry.field(description="Kubeconfig YAML; only inline credentials.")
+    context: str | None = None
+    region: str | None = None
+    labels: JSON | None = None
+    pricing: PricingInput | None = None
+
+
+@strawberry.input
+class UpdateClusterInput:
+    name: str | None = None
+    region: str | None = None
+    labels: JSON | None = None
+    pricing: PricingInput | None = None
+    enabled: bool | None = strawberry.field(
+        default=None, description="false disables syncing; true re-enables it."
+    )
+
+
+@strawberry.input
+class ClusterFilter:
+    status: list[ClusterStatus] | None = None
+    provider: list[ClusterProvider] | None = None
+    health: list[HealthStatus] | None = None
+    label_selector: str | None = strawberry.field(
+        default=None, description="Kubernetes syntax, e.g. `env=prod,tier in (a,b),!legacy`."
+    )
+    search: str | None = strawberry.field(default=None, description="Substring of the name.")
+
+
+@strawberry.input
+class ClusterOrder:
+    field: ClusterOrderField = ClusterOrderField.NAME
+    direction: OrderDirection = OrderDirection.ASC
+
+
+@strawberry.type(description="One input field that was refused, and why.")
+class FieldError:
+    field: str
+    message: str
+
+
+@strawberry.type(description="The input was refused; nothing was changed.")
+class InvalidInput:
+    message: str
+    field_errors: list[FieldError]
+
+
+@strawberry.type
+class DeletedCluster:
+    id: strawberry.ID
+
+
+@strawberry.type(description="Outcome of reaching a cluster's API server.")
+class ConnectionTest:
+    reachable: bool
+    server_version: str | None
+    latency_ms: float | None
+    error: str | None
+
+
+ClusterResult = Annotated[Cluster | InvalidInput, strawberry.union("ClusterResult")]
