@@ -227,7 +227,7 @@ async def compute_hour(
     moment = now or datetime.now(UTC)
     async with conn.transaction():
         await conn.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2::text))", LOCK_CLASS, cluster_id
+            "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", LOCK_CLASS, cluster_id
         )
         prices = await effective_prices(conn, cluster_id=cluster_id, at=start, book=book)
         if prices is None:
