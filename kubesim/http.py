@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import discovery, errors, resources, tables
+from kubesim import discovery, errors, openapi, resources, tables
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.metrics import MetricsSource
@@ -209,6 +209,10 @@ def _discovery(state: ApiState, path: str) -> dict[str, Any] | None:
     metrics = state.faults.metrics_available
     if path == "/version":
         return discovery.version_info()
+    if path.startswith("/openapi/v3"):
+        if path.startswith("/openapi/v3/apis/metrics.k8s.io") and not metrics:
+            return None
+        return openapi.document_for_path(path)
     if path in ("/healthz", "/livez", "/readyz"):
         return None
     if path == "/api":
