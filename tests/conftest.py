@@ -20,7 +20,9 @@ import pytest
 from app.db import create_pool, database_url_or_embedded
 from app.migrations import upgrade_to_head
 
-DATABASE_FIXTURES = {"server_url", "empty_database_url", "database_url", "db_pool", "api"}
+DATABASE_FIXTURES = {
+    "server_url", "empty_database_url", "database_url", "isolated_database_url", "db_pool", "api"
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -60,6 +62,21 @@ async def empty_database_url(server_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
     """A fresh database migrated to head, shared by the session's tests, dropped after."""
+    name = f"fg_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(server_url, name)
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def isolated_database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of this test's own, migrated to head, for tests that act on *every* row."""
     name = f"fg_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from app.credentials import open_kubeconfig, seal_kubeconfig
+from app.db import create_pool
 from app.kubeconfig import sanitize_kubeconfig
 from app.vault import Vault, generate_key
 from tests.factories import make_cluster, make_org
@@ -52,9 +53,9 @@ async def test_org_and_token_commands(database_url: str, db_pool: asyncpg.Pool) 
         "SELECT revoked_at IS NOT NULL FROM api_tokens WHERE id = $1", row["id"])
 
 
-async def test_vault_rotate_reencrypts_with_the_first_key(
-    database_url: str, db_pool: asyncpg.Pool
-) -> None:
+async def test_vault_rotate_reencrypts_with_the_first_key(isolated_database_url: str) -> None:
+    database_url = isolated_database_url
+    db_pool = await create_pool(database_url, max_size=2)
     old_key, new_key = generate_key(), generate_key()
     old, both = Vault.from_env(old_key), Vault.from_env(f"{new_key},{old_key}")
     kc = sanitize_kubeconfig(kubeconfig(token="rotate-me"))
@@ -75,6 +76,7 @@ async def test_vault_rotate_reencrypts_with_the_first_key(
     assert open_kubeconfig(Vault.from_env(new_key), cluster_id, row["kubeconfig_encrypted"],
                            row["kubeconfig_key_id"]).token == "rotate-me"
     assert new_key not in result.stdout + result.stderr
+    await db_pool.close()
 
 
 def test_generate_key_and_schema_commands(tmp_path: Path) -> None:
