@@ -205,7 +205,7 @@ class KubeSim:
 
         configuration = Configuration(
             host=self.url,
-            api_key={"authorization": self.token},
-            api_key_prefix={"authorization": "Bearer"},
+            api_key={"BearerToken": self.token},
+            api_key_prefix={"BearerToken": "Bearer"},
         )
         return configuration
