@@ -1,5 +1,526 @@
+"""Everything one cluster's sync does, from opening its kubeconfig to watching forever.
+
+A :class:`ClusterSync` is the unit of isolation: it owns one API client, its informers, one
+flusher and its metrics and heartbeat loops, and nothing it does can touch another cluster.
+Its life, per attempt:
+
+1. decrypt the kubeconfig from the vault (associated data binds it to this cluster's row),
+   sanitize it (hostile fields refused), open a client with connect/read timeouts;
+2. ``/version`` (reachability, ``kubernetes_version``);
+3. list every kind (progress in ``sync_progress``), flush the snapshots, mark ``active``;
+4. watch every kind, flush in batches, sample metrics, heartbeat, until cancelled.
+
+Any failure of 1-3, or a heartbeat that cannot reach the server, marks the cluster
+``unreachable`` with a scrubbed ``last_sync_error`` and retries with jittered backoff; a
+success marks it ``active`` again. Database trouble is retried by the flusher without
+dropping buffered events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+from kubernetes_asyncio.client import ApiClient
+
+from app.kube_client import open_api_client
+from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
+from app.vault import Vault, VaultError
+from sync.health import update_cluster_health
+from sync.helm import HELM_LABEL_SELECTOR, decode_storage_secret
+from sync.informer import TRANSIENT_KUBE_ERRORS, Backoff, Informer, KindSpec
+from sync.kubeapi import KubeApiError, NotFound, get_json
+from sync.mappers import (
+    Row,
+    map_deployment,
+    map_namespace,
+    map_node,
+    map_pod,
+    map_replicaset,
+    map_resource_quota,
+)
+from sync.metrics import read_metrics, write_metrics
+from sync.notify import notify_changes
+from sync.writer import HELM, QUOTAS, Batch, ClusterWriter, OomLedger
+
+__all__ = [
+    "TRANSIENT_DB_ERRORS",
+    "ClusterRecord",
+    "ClusterSync",
+    "Flusher",
+    "SyncOptions",
+    "kubeconfig_aad",
+]
+
+log = logging.getLogger(__name__)
+
+# A dropped or restarting database: retry the same batch, keep everything buffered.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    OSError,
+    TimeoutError,
+)
 
 
-def kubeconfig_aad(cluster_id: uuid.UUID) -> bytes:
+_CLUSTER_ERRORS: tuple[type[BaseException], ...] = (
+    KubeconfigError,
+    VaultError,
+    UnicodeDecodeError,
+    *TRANSIENT_KUBE_ERRORS,
+)
+
+
+def kubeconfig_aad(cluster_id: uuid.UUID | str) -> bytes:
+    """Associated data of ``k8s_clusters.kubeconfig_encrypted`` (see app.vault)."""
     return f"k8s_clusters.kubeconfig:{cluster_id}".encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncOptions:
+    """Knobs of the sync engine; defaults are for production, tests shrink the times."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    page_size: int = 500
+    watch_timeout_s: int = 300
+    flush_interval: float = 0.2
+    max_batch: int = 5_000
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    heartbeat_interval: float = 15.0
+    metrics_interval: float = 30.0
+    health_interval: float = 60.0
+    rescan_interval: float = 30.0
+    housekeeping_interval: float = 86_400.0
+    months_ahead: int = 3
+    metrics_retention_days: int = 90
+    pod_retention_days: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterRecord:
+    """The registry row a sync starts from; ``fingerprint`` changes when it is re-keyed."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    name: str
+    kubeconfig_encrypted: bytes = field(repr=False)
+    kubeconfig_key_id: str
+    context_name: str | None
+    sync_requested_at: datetime | None = None
+
+    @property
+    def fingerprint(self) -> tuple[bytes, str, str | None]:
+        return (self.kubeconfig_encrypted, self.kubeconfig_key_id, self.context_name)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> ClusterRecord:
+        return cls(
+            id=row["id"],
+            organization_id=row["organization_id"],
+            name=row["name"],
+            kubeconfig_encrypted=bytes(row["kubeconfig_encrypted"]),
+            kubeconfig_key_id=row["kubeconfig_key_id"],
+            context_name=row["context_name"],
+            sync_requested_at=row["sync_requested_at"],
+        )
+
+
+def open_kubeconfig(vault: Vault, record: ClusterRecord) -> SanitizedKubeconfig:
+    """Decrypt and sanitize; errors carry no credential (vault and sanitizer guarantee it)."""
+    text = vault.decrypt(
+        record.kubeconfig_encrypted,
+        key_id=record.kubeconfig_key_id,
+        aad=kubeconfig_aad(record.id),
+    ).decode("utf-8")
+    return sanitize_kubeconfig(text, context=record.context_name)
+
+
+_AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+")
+
+
+def describe_error(exc: BaseException, kc: SanitizedKubeconfig | None) -> str:
+    """A one-line error for ``last_sync_error``: no token, password or key, ever."""
+    if isinstance(exc, KubeApiError):
+        meaning = {401: "credentials rejected", 403: "forbidden"}.get(exc.status, "API error")
+        text = f"{meaning}: {exc}"
+    elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
+        text = f"cannot connect: {type(exc).__name__}: {exc}"
+    elif isinstance(exc, TimeoutError):
+        text = "timed out talking to the API server"
+    elif isinstance(exc, KubeconfigError):
+        text = f"kubeconfig refused: {exc}"
+    elif isinstance(exc, VaultError):
+        text = f"kubeconfig cannot be decrypted: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    if kc is not None:
+        for secret in sorted(kc.secret_values(), key=len, reverse=True):
+            text = text.replace(secret, "[redacted]")
+    text = _AUTH_VALUE.sub(lambda m: f"{m.group(1)} [redacted]", text)
+    text = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+class Flusher:
+    """The cluster's buffer and the loop that writes it in batches.
+
+    Informers ``put``/``replace`` synchronously (no await, so no event can be lost between
+    taking a batch and clearing it); the loop waits ``flush_interval`` after the first change
+    to gather a batch, writes it with one transaction, and on a database error puts it back
+    *under* whatever arrived meanwhile and retries with backoff.
+    """
+
+    def __init__(self, writer: ClusterWriter, *, options: SyncOptions) -> None:
+        self.writer = writer
+        self._options = options
+        self._pending = Batch()
+        self._wake = asyncio.Event()
+        self._extra_kinds: set[str] = set()
+        self._assess = False
+        self._backoff = Backoff(initial=min(options.backoff_initial, 0.5), maximum=5.0)
+        self.flushes = 0
+        self.retries = 0
+
+    def put(self, kind: str, uid: str, value: Any) -> None:
+        self._pending.put(kind, uid, value)
+        self._wake.set()
+
+    def replace(self, kind: str, values: dict[str, Any]) -> None:
+        self._pending.replace(kind, values)
+        self._wake.set()
+
+    def touch(self, *, kinds: Iterable[str] = (), assess: bool = False) -> None:
+        """Ask for a flush that announces ``kinds`` (written elsewhere) and/or re-assesses
+        health even when no object changed."""
+        self._extra_kinds.update(kinds)
+        self._assess = self._assess or assess
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write everything pending now, retrying database errors until it lands."""
+        while self._pending or self._extra_kinds or self._assess:
+            batch, self._pending = self._pending, Batch()
+            kinds, self._extra_kinds = self._extra_kinds, set()
+            assess, self._assess = self._assess, False
+            try:
+                await self.writer.flush(batch, extra_kinds=kinds, assess=assess)
+            except TRANSIENT_DB_ERRORS as exc:
+                self.retries += 1
+                batch.absorb(self._pending)
+                self._pending = batch
+                self._extra_kinds |= kinds
+                self._assess = self._assess or assess
+                log.warning(
+                    "cluster %s: flush of %d changes failed (%s); retrying",
+                    self.writer.cluster_id, len(batch), type(exc).__name__,
+                )
+                await self._backoff.wait()
+                continue
+            self._backoff.reset()
+            self.flushes += 1
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if len(self._pending) < self._options.max_batch:
+                await asyncio.sleep(self._options.flush_interval)
+            self._wake.clear()
+            await self.flush()
+
+
+class ClusterSync:
+    """One cluster's sync; ``run()`` until cancelled (it never raises anything else)."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        vault: Vault,
+        record: ClusterRecord,
+        options: SyncOptions,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.record = record
+        self._pool = pool
+        self._vault = vault
+        self._options = options
+        self._rng = rng or random.Random()
+        self._informers: list[Informer] = []
+        self._flusher: Flusher | None = None
+        self._kubeconfig: SanitizedKubeconfig | None = None
+        self._reachable: bool | None = None
+        self.synced = asyncio.Event()
+
+    @property
+    def cluster_id(self) -> uuid.UUID:
+        return self.record.id
+
+    def _backoff(self) -> Backoff:
+        return Backoff(
+            initial=self._options.backoff_initial,
+            maximum=self._options.backoff_max,
+            rng=self._rng,
+        )
+
+    def request_relist(self) -> None:
+        """``triggerSync``: every informer lists again (rows gone meanwhile get deleted_at)."""
+        for informer in self._informers:
+            informer.request_relist()
+
+    # --- the loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = self._backoff()
+        while True:
+            try:
+                self._kubeconfig = open_kubeconfig(self._vault, self.record)
+                async with open_api_client(
+                    self._kubeconfig,
+                    connect_timeout=self._options.connect_timeout,
+                    read_timeout=self._options.read_timeout,
+                ) as api:
+                    await self._sync(api, backoff)
+            except asyncio.CancelledError:
+                raise
+            except _CLUSTER_ERRORS as exc:
+                await self._mark_unreachable(exc)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("cluster %s: database error (%s); retrying", self.cluster_id,
+                            type(exc).__name__)
+            except Exception as exc:  # a bug here must not take other clusters down
+                log.exception("cluster %s: sync failed", self.cluster_id)
+                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+                    await self._mark_unreachable(exc)
+            finally:
+                self._informers = []
+            await backoff.wait()
+
+    def _specs(self, ledger: OomLedger) -> list[KindSpec]:
+        def tombstone(row: Row) -> Row:
+            row["deleted_at"] = datetime.now(UTC)
+            return row
+
+        def pod(obj: dict[str, Any]) -> Row:
+            return ledger.apply(map_pod(obj))
+
+        def table(
+            kind: str, api_kind: str, path: str, mapper: Any, **extra: Any
+        ) -> KindSpec:
+            return KindSpec(kind=kind, api_kind=api_kind, path=path, decode=mapper,
+                            tombstone=tombstone, **extra)
+
+        return [
+            table("namespaces", "Namespace", "/api/v1/namespaces", map_namespace),
+            table("nodes", "Node", "/api/v1/nodes", map_node),
+            table("replicasets", "ReplicaSet", "/apis/apps/v1/replicasets", map_replicaset),
+            table("deployments", "Deployment", "/apis/apps/v1/deployments", map_deployment),
+            table("pods", "Pod", "/api/v1/pods", pod),
+            KindSpec(kind=QUOTAS, api_kind="ResourceQuota", path="/api/v1/resourcequotas",
+                     decode=map_resource_quota),
+            KindSpec(kind=HELM, api_kind="Secret", path="/api/v1/secrets",
+                     decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR),
+        ]
+
+    async def _sync(self, api: ApiClient, backoff: Backoff) -> None:
+        version = await get_json(api, "/version")
+        await self._set_version(version.get("gitVersion"))
+        writer = ClusterWriter(
+            pool=self._pool,
+            vault=self._vault,
+            cluster_id=self.cluster_id,
+            organization_id=self.record.organization_id,
+        )
+        ledger = OomLedger()
+        async with self._pool.acquire() as conn:
+            await ledger.load(conn, self.cluster_id)
+        flusher = self._flusher = Flusher(writer, options=self._options)
+        self._informers = [
+            Informer(
+                api=api,
+                spec=spec,
+                sink=flusher,
+                page_size=self._options.page_size,
+                watch_timeout_s=self._options.watch_timeout_s,
+                connect_timeout=self._options.connect_timeout,
+                backoff=self._backoff(),
+                on_contact=self._mark_reachable,
+                on_failure=self._watch_failed,
+            )
+            for spec in self._specs(ledger)
+        ]
+        for informer in self._informers:
+            started = datetime.now(UTC)
+            await informer.list()
+            await self._progress(informer, started)
+        await flusher.flush()
+        await self._mark_reachable(force=True)
+        backoff.reset()
+        self.synced.set()
+        log.info("cluster %s synced", self.cluster_id)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(flusher.run())
+            for informer in self._informers:
+                tasks.create_task(informer.run())
+            tasks.create_task(self._heartbeat(api))
+            tasks.create_task(self._metrics(api))
+            tasks.create_task(self._assess_periodically())
+
+    # --- loops -----------------------------------------------------------------------
+
+    async def _heartbeat(self, api: ApiClient) -> None:
+        """``/version`` on an interval: how an idle cluster's outage becomes visible."""
+        while True:
+            await asyncio.sleep(self._options.heartbeat_interval)
+            try:
+                await get_json(api, "/version")
+            except TRANSIENT_KUBE_ERRORS as exc:
+                await self._mark_unreachable(exc)
+            else:
+                await self._mark_reachable()
+
+    async def _assess_periodically(self) -> None:
+        """Time alone changes some verdicts (a pod Pending for too long)."""
+        while True:
+            await asyncio.sleep(self._options.health_interval)
+            if self._flusher is not None:
+                self._flusher.touch(assess=True)
+
+    async def _metrics(self, api: ApiClient) -> None:
+        while True:
+            await self.sample_metrics(api)
+            await asyncio.sleep(self._options.metrics_interval)
+
+    async def sample_metrics(self, api: ApiClient) -> None:
+        sampled_at = datetime.now(UTC).replace(microsecond=0)
+        try:
+            snapshot = await read_metrics(api, page_size=self._options.page_size)
+        except NotFound:
+            await self._set_metrics_available(False)
+            return
+        except TRANSIENT_KUBE_ERRORS as exc:
+            log.info("cluster %s: metrics unavailable this round (%s)", self.cluster_id,
+                     type(exc).__name__)
+            return
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await write_metrics(
+                    conn, cluster_id=self.cluster_id, snapshot=snapshot, sampled_at=sampled_at
+                )
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("cluster %s: metrics not written (%s)", self.cluster_id,
+                        type(exc).__name__)
+            return
+        await self._set_metrics_available(True)
+        if self._flusher is not None:
+            self._flusher.touch(kinds=["metrics"])
+
+    # --- cluster row -----------------------------------------------------------------
+
+    async def _progress(self, informer: Informer, started: datetime) -> None:
+        entry = {
+            informer.spec.kind: {
+                "state": "listed",
+                "items": informer.listed_items,
+                "resourceVersion": informer.resource_version,
+                "startedAt": started.isoformat(),
+                "listedAt": datetime.now(UTC).isoformat(),
+            }
+        }
+        await self._pool.execute(
+            "UPDATE k8s_clusters SET sync_progress = sync_progress || $2::jsonb WHERE id = $1",
+            self.cluster_id,
+            entry,
+        )
+
+    async def _set_version(self, version: object) -> None:
+        if isinstance(version, str) and version:
+            await self._pool.execute(
+                "UPDATE k8s_clusters SET kubernetes_version = $2 WHERE id = $1"
+                " AND kubernetes_version IS DISTINCT FROM $2",
+                self.cluster_id,
+                version[:64],
+            )
+
+    async def _set_metrics_available(self, available: bool) -> None:
+        status = await self._pool.execute(
+            "UPDATE k8s_clusters SET metrics_available = $2 WHERE id = $1"
+            " AND metrics_available IS DISTINCT FROM $2",
+            self.cluster_id,
+            available,
+        )
+        if status != "UPDATE 0" and self._flusher is not None:
+            self._flusher.touch(kinds=["cluster"])
+
+    async def _watch_failed(self, exc: BaseException) -> None:
+        # A refused connection means the server is gone; a cut stream or a 5xx does not.
+        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            await self._mark_unreachable(exc)
+
+    async def _mark_unreachable(self, exc: BaseException) -> None:
+        message = describe_error(exc, self._kubeconfig)
+        if self._reachable is False:
+            return
+        log.warning("cluster %s unreachable: %s", self.cluster_id, message)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE k8s_clusters SET status = 'unreachable', last_sync_error = $2,"
+                " updated_at = now() WHERE id = $1 AND status <> 'disabled'",
+                self.cluster_id,
+                message,
+            )
+            report, changed = await update_cluster_health(conn, self.cluster_id)
+            await notify_changes(
+                conn,
+                cluster_id=self.cluster_id,
+                organization_id=self.record.organization_id,
+                kinds=["cluster"],
+                health_changed=changed,
+                health_status=report.status.value,
+            )
+        self._reachable = False
+
+    async def _mark_reachable(self, *, force: bool = False) -> None:
+        if self._reachable is True and not force:
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE k8s_clusters SET status = 'active', last_sync_error = NULL,"
+                " last_synced_at = now(), updated_at = now()"
+                " WHERE id = $1 AND status <> 'disabled'",
+                self.cluster_id,
+            )
+            report, changed = await update_cluster_health(conn, self.cluster_id)
+            await notify_changes(
+                conn,
+                cluster_id=self.cluster_id,
+                organization_id=self.record.organization_id,
+                kinds=["cluster"],
+                health_changed=changed,
+                health_status=report.status.value,
+            )
+        self._reachable = True
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -91,6 +91,10 @@ def decode_release_payload(encoded: bytes) -> dict[str, Any]:
     return document
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -109,10 +113,9 @@ def decode_storage_secret(secret: Mapping[str, Any]) -> HelmRevision:
         document = decode_release_payload(base64.b64decode(payload, validate=False))
     except (binascii.Error, ValueError) as exc:
         raise BadObject(f"{where}: {exc}") from None
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), Mapping) else {}
-    info = document.get("info") if isinstance(document.get("info"), Mapping) else {}
-    chart = document.get("chart") if isinstance(document.get("chart"), Mapping) else {}
-    chart_meta = chart.get("metadata") if isinstance(chart.get("metadata"), Mapping) else {}
+    labels = _mapping(metadata.get("labels"))
+    info = _mapping(document.get("info"))
+    chart_meta = _mapping(_mapping(document.get("chart")).get("metadata"))
     name = _text(document.get("name")) or _text(labels.get("name"))
     revision = document.get("version")
     if not isinstance(revision, int) or isinstance(revision, bool):

@@ -37,8 +37,8 @@ from sync.notify import notify_changes
 __all__ = [
     "HELM",
     "QUOTAS",
-    "TABLE_KINDS",
     "TABLES",
+    "TABLE_KINDS",
     "Batch",
     "ClusterWriter",
     "FlushResult",

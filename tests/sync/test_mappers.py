@@ -45,8 +45,8 @@ def test_every_testdata_object_has_a_mapper() -> None:
 
 @pytest.mark.parametrize("name", sorted(MAPPERS))
 def test_mappers_accept_the_api_round_trip_fixtures(name: str) -> None:
-    row = MAPPERS[name](fixture(name))
-    uid = row.uid if not isinstance(row, dict) else row["uid"]
+    row: Any = MAPPERS[name](fixture(name))
+    uid = row["uid"] if isinstance(row, dict) else row.uid
     assert uid == "uidValue"
 
 
