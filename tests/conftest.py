@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,9 +41,16 @@ def with_database(url: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = Path(os.environ.get("FLEETGRAPH_TEST_DATA_DIR") or tmp_path_factory.mktemp("pg"))
-    with database_url_or_embedded(os.environ.get("DATABASE_URL"), data_dir) as url:
+def server_url() -> Iterator[str]:
+    """The PostgreSQL server for this session.
+
+    The embedded server lives in a folder of this process's own outside pytest's tmp_path:
+    pytest prunes old ``pytest-N`` folders at start, which would pull the data directory out
+    from under a concurrently running session.
+    """
+    data_dir = Path(tempfile.gettempdir()) / f"fleetgraph-test-pg-{os.getpid()}"
+    with database_url_or_embedded(os.environ.get("DATABASE_URL"), data_dir,
+                                  throwaway=True) as url:
         yield url
 
 
