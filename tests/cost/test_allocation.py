@@ -1,0 +1,230 @@
+"""The issue's scenario (see ``scenario.py`` for every figure worked out): allocation, idle,
+sharing, grouping, label override, daily rollup and idempotent recompute, to the cent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from sync.cost.allocation import compute_hour
+from sync.cost.query import CostRow, GroupBy, ShareMode, query_costs
+from tests.cost.scenario import BOOK, Scenario, build_scenario
+
+D = Decimal
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+async def scenario(db_pool: asyncpg.Pool) -> AsyncIterator[Scenario]:
+    async with db_pool.acquire() as conn:
+        s = await build_scenario(conn)
+        for hour in (s.hour, s.hour + HOUR):
+            await compute_hour(conn, cluster_id=s.cluster, hour=hour, book=BOOK,
+                               now=s.hour + 3 * HOUR)
+    yield s
+
+
+async def _costs(pool: asyncpg.Pool, s: Scenario, **options: object) -> list[CostRow]:
+    options.setdefault("group_by", [GroupBy.NAMESPACE])
+    async with pool.acquire() as conn:
+        return await query_costs(
+            conn, organization_id=s.org, start=s.hour, end=s.hour + HOUR, **options  # type: ignore[arg-type]
+        )
+
+
+def _totals(rows: list[CostRow], key: str) -> dict[object, Decimal]:
+    return {getattr(r, key) if not r.is_idle else "__idle__": r.total_cost for r in rows}
+
+
+async def test_namespace_costs_and_idle_row(db_pool: asyncpg.Pool, scenario: Scenario) -> None:
+    rows = await _costs(db_pool, scenario)
+    assert _totals(rows, "namespace") == {
+        "shop": D("3.15"), "search": D("1.40"), "kube-system": D("0.65"), "__idle__": D("3.00")
+    }
+    shop = next(r for r in rows if r.namespace == "shop")
+    # web-1 + web-2 + batch-1: cpu 1 + 1 + 0.5; memory 0.20 + 0.15 + 0.10; web-1's disk and tx.
+    assert (shop.cpu_cost, shop.memory_cost, shop.storage_cost, shop.network_cost) == (
+        D("2.5"), D("0.45"), D("0.10"), D("0.10")
+    )
+    # core-hours: 1 + 2 x 0.5 (usage above request) + 1 x 0.5 = 2.5
+    assert shop.cpu_core_hours == D("2.5")
+    idle = next(r for r in rows if r.is_idle)
+    # node cpu 6.00 - 4.00 allocated; node memory 2.00 - 1.00; idle core-hours 8 - 4.
+    assert (idle.cpu_cost, idle.memory_cost, idle.idle_cost) == (D("2"), D("1"), D("3"))
+    assert idle.cpu_core_hours == D("4")
+
+
+async def test_ledger_reconciles_node_cost(db_pool: asyncpg.Pool, scenario: Scenario) -> None:
+    async with db_pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM k8s_cost_hours WHERE cluster_id = $1 AND period_start = $2",
+            scenario.cluster, scenario.hour,
+        )
+    assert row is not None
+    # node 8.00 = allocated cpu+memory 5.00 + idle 3.00; total adds storage/network 0.20.
+    assert (row["node_cost"], row["allocated_cost"], row["idle_cost"], row["total_cost"]) == (
+        D("8"), D("5.2"), D("3"), D("8.2")
+    )
+    assert (row["pod_count"], row["sample_count"]) == (5, 7)
+    assert row["price_cpu_core_hour"] == D("1")
+
+
+async def test_team_and_cost_center_with_pod_label_override(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    # batch-1 sits in shop (alpha, cc-100) but its own labels say beta / cc-300.
+    teams = _totals(await _costs(db_pool, scenario, group_by=[GroupBy.TEAM]), "team")
+    assert teams == {"alpha": D("2.55"), "beta": D("2.65"), "__idle__": D("3.00")}
+    centers = _totals(
+        await _costs(db_pool, scenario, group_by=[GroupBy.COST_CENTER]), "cost_center"
+    )
+    assert centers == {
+        "cc-100": D("2.55"), "cc-200": D("2.05"), "cc-300": D("0.60"), "__idle__": D("3.00")
+    }
+
+
+async def test_deployment_and_cluster_grouping(db_pool: asyncpg.Pool, scenario: Scenario) -> None:
+    rows = await _costs(db_pool, scenario, group_by=[GroupBy.DEPLOYMENT])
+    by = {(r.namespace, r.deployment): r.total_cost for r in rows if not r.is_idle}
+    assert by == {
+        ("shop", "web"): D("2.55"), ("shop", ""): D("0.60"),
+        ("search", "api"): D("1.40"), ("kube-system", "coredns"): D("0.65"),
+    }
+    [allocated, idle] = await _costs(db_pool, scenario, group_by=[GroupBy.CLUSTER])
+    assert (allocated.cluster_id, allocated.total_cost, idle.total_cost) == (
+        scenario.cluster, D("5.2"), D("3")
+    )
+
+
+async def test_shared_idle_goes_per_resource_in_proportion_to_cost(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    # idle cpu 2.00 by cpu cost 2.5 : 1 : 0.5 of 4 -> 1.25, 0.50, 0.25
+    # idle memory 1.00 by memory cost 0.45 : 0.40 : 0.15 of 1 -> 0.45, 0.40, 0.15
+    rows = await _costs(db_pool, scenario, share_idle=True)
+    assert _totals(rows, "namespace") == {
+        "shop": D("4.85"), "search": D("2.30"), "kube-system": D("1.05")
+    }
+    assert {r.namespace: r.idle_cost for r in rows} == {
+        "shop": D("1.70"), "search": D("0.90"), "kube-system": D("0.40")
+    }
+    assert sum(r.total_cost for r in rows) == D("8.20")
+
+
+async def test_shared_namespace_split_even_and_weighted(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    # even: kube-system's 0.65 in two equal parts, 0.325 each.
+    even = await _costs(
+        db_pool, scenario, shared_namespaces=["kube-system"], share_mode=ShareMode.EVEN
+    )
+    assert _totals(even, "namespace") == {
+        "shop": D("3.475"), "search": D("1.725"), "__idle__": D("3.00")
+    }
+    # weighted by cost: 0.65 x 3.15/4.55 = 0.45 to shop, 0.65 x 1.40/4.55 = 0.20 to search.
+    weighted = await _costs(
+        db_pool, scenario, shared_namespaces=["kube-system"], share_mode=ShareMode.WEIGHTED
+    )
+    assert _totals(weighted, "namespace") == {
+        "shop": D("3.60"), "search": D("1.60"), "__idle__": D("3.00")
+    }
+    assert {r.namespace: r.shared_cost for r in weighted if not r.is_idle} == {
+        "shop": D("0.45"), "search": D("0.20")
+    }
+    # both: kube-system with its idle share (1.05) split evenly, on top of shared idle.
+    both = await _costs(
+        db_pool, scenario, shared_namespaces=["kube-system"], share_mode=ShareMode.EVEN,
+        share_idle=True,
+    )
+    assert _totals(both, "namespace") == {"shop": D("5.375"), "search": D("2.825")}
+
+
+async def test_shared_namespace_marks_are_used_by_default_and_scoped_to_org(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    async with db_pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO k8s_shared_namespaces (organization_id, namespace) VALUES ($1, $2)",
+            scenario.org, "kube-system",
+        )
+        try:
+            rows = await _costs(db_pool, scenario, share_mode=ShareMode.WEIGHTED)
+            assert _totals(rows, "namespace")["shop"] == D("3.60")
+            # an explicit empty list overrides the marks
+            plain = await _costs(db_pool, scenario, shared_namespaces=[])
+            assert _totals(plain, "namespace")["kube-system"] == D("0.65")
+        finally:
+            await conn.execute(
+                "DELETE FROM k8s_shared_namespaces WHERE organization_id = $1", scenario.org
+            )
+        stranger = await conn.fetchval("SELECT gen_random_uuid()")
+        assert await query_costs(
+            conn, organization_id=stranger, start=scenario.hour, end=scenario.hour + HOUR,
+            group_by=[GroupBy.NAMESPACE], cluster_ids=[scenario.cluster],
+        ) == []
+
+
+async def test_daily_rollup_equals_sum_of_hours(db_pool: asyncpg.Pool, scenario: Scenario) -> None:
+    async with db_pool.acquire() as conn:
+        for table in ("k8s_cost_allocations", "k8s_cost_attribution"):
+            mismatches = await conn.fetch(
+                f"""SELECT d.namespace, d.team, d.total_cost, h.total
+                      FROM {table} d
+                      JOIN (SELECT namespace, team, sum(total_cost) AS total, sum(cpu_cost) AS c
+                              FROM {table} WHERE cluster_id = $1 AND granularity = 'hour'
+                             GROUP BY namespace, team) h
+                        ON h.namespace = d.namespace AND h.team IS NOT DISTINCT FROM d.team
+                     WHERE d.cluster_id = $1 AND d.granularity = 'day'
+                       AND (d.total_cost <> h.total OR d.cpu_cost <> h.c)""",
+                scenario.cluster,
+            )
+            assert mismatches == []
+        day = await conn.fetch(
+            """SELECT namespace, sum(total_cost) AS total FROM k8s_cost_attribution
+                WHERE cluster_id = $1 AND granularity = 'day' GROUP BY namespace""",
+            scenario.cluster,
+        )
+        # H + H+1: shop 3.15 + 2.40, search 1.40 x 2, kube-system 0.65 x 2, idle 3.00 + 3.55
+        assert {r["namespace"]: r["total"] for r in day} == {
+            "shop": D("5.55"), "search": D("2.80"), "kube-system": D("1.30"),
+            "__idle__": D("6.55"),
+        }
+        view = await conn.fetch(
+            "SELECT namespace, total_cost_30d FROM v_k8s_namespace_costs WHERE cluster_id = $1",
+            scenario.cluster,
+        )
+        assert {r["namespace"]: r["total_cost_30d"] for r in view} == {
+            "shop": D("5.55"), "search": D("2.80"), "kube-system": D("1.30")
+        }
+        # A query over the whole day reads the day rows; it equals the two hours.
+        day_start = scenario.hour.replace(hour=0)
+        whole_day = await query_costs(
+            conn, organization_id=scenario.org, start=day_start,
+            end=day_start + timedelta(days=1), group_by=[GroupBy.NAMESPACE],
+        )
+        assert _totals(whole_day, "namespace")["shop"] == D("5.55")
+
+
+async def test_recompute_replaces_the_hour_exactly(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    columns = """granularity, period_start, namespace, team, cost_center, is_idle, cpu_cost,
+                 memory_cost, storage_cost, network_cost, total_cost, cpu_core_hours,
+                 memory_gib_hours, storage_gib_hours, network_gib"""
+    queries = [
+        f"SELECT deployment, pod_count, {columns} FROM k8s_cost_allocations"
+        " WHERE cluster_id = $1 ORDER BY 3, 4, 5, 1, 6, 7",
+        f"SELECT {columns} FROM k8s_cost_attribution WHERE cluster_id = $1 ORDER BY 1, 2, 3, 4, 5",
+    ]
+    async with db_pool.acquire() as conn:
+        before = [await conn.fetch(q, scenario.cluster) for q in queries]
+        for _ in range(2):
+            await compute_hour(conn, cluster_id=scenario.cluster, hour=scenario.hour, book=BOOK,
+                               now=scenario.hour + 5 * HOUR)
+        after = [await conn.fetch(q, scenario.cluster) for q in queries]
+    assert [list(map(tuple, b)) for b in before] == [list(map(tuple, a)) for a in after]
+    assert len(before[0]) == 5 + 4 + 5  # H: 4 groups + idle; H+1: batch-1 gone; the day: 5
