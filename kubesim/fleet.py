@@ -30,7 +30,7 @@ import orjson
 from kubesim import helm
 from kubesim.clock import rfc3339
 from kubesim.quantity import cpu_nanocores, memory_bytes
-from kubesim.store import Entry, Store
+from kubesim.store import Entry, Store, copy_object
 
 Obj = dict[str, Any]
 
@@ -165,6 +165,7 @@ class Fleet:
         self._base_load: dict[tuple[str, str], float] = {}
         self._crashloops: dict[tuple[str, str], _CrashLoop] = {}
         self._node_outages: dict[str, float] = {}
+        self.node_outage_rate = 0.3  # per node per simulated hour
         self._pod_seq = 0
         self._event_seq = 0
         self.node_names: list[str] = []
@@ -670,7 +671,7 @@ class Fleet:
             self.store.update("replicasets", updated, take_ownership=True)
 
     def _update_deployment_status(self, namespace: str, name: str) -> None:
-        deploy = self.store.get("deployments", name, namespace=namespace)
+        deploy = self.store.entry("deployments", name, namespace=namespace).obj  # read-only
         pod_hash = template_hash(deploy["spec"].get("template") or {})
         total = ready = updated = 0
         for rs in self.store.owned_by(deploy["metadata"]["uid"], "replicasets"):
@@ -730,8 +731,8 @@ class Fleet:
             if not status[key]:
                 status.pop(key)
         if old_status != status:
-            deploy["status"] = status
-            self.store.update("deployments", deploy, take_ownership=True)
+            updated = copy_object({**deploy, "status": status})
+            self.store.update("deployments", updated, take_ownership=True)
 
     def _recount_node_requests(self) -> None:
         totals = dict.fromkeys(self.node_names, 0.0)
@@ -1036,7 +1037,7 @@ class Fleet:
                     "pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"]
                 ):
                     self.oom_kill(pod["metadata"]["namespace"], pod["metadata"]["name"])
-        for _ in range(self._expected(0.1, seconds, len(self.node_names))):
+        for _ in range(self._expected(self.node_outage_rate, seconds, len(self.node_names))):
             node = self.rng.choice(self.node_names)
             if node not in self._node_outages:
                 self.set_node_ready(node, False, recover_after=self.rng.uniform(120, 600))

@@ -7,6 +7,7 @@ without pulling in a client library model.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
@@ -43,11 +44,13 @@ def parse_quantity(value: str | int | float) -> Decimal:
     return Decimal(text[:-1]) * _DECIMAL[suffix]
 
 
+@functools.lru_cache(maxsize=4096)
 def cpu_nanocores(value: str | int | float) -> int:
     """CPU quantity in nanocores ("250m" -> 250_000_000)."""
     return int(parse_quantity(value) * 1_000_000_000)
 
 
+@functools.lru_cache(maxsize=4096)
 def memory_bytes(value: str | int | float) -> int:
     """Memory quantity in bytes ("128Mi" -> 134_217_728)."""
     return int(parse_quantity(value))
