@@ -30,6 +30,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import demo_key, run_demo
+
+    if not settings.encryption_keys:
+        settings = settings.with_(encryption_keys=demo_key(settings.data_dir))
+    asyncio.run(run_demo(settings, host=args.host, port=args.port, fleet=args.fleet,
+                         seed=args.seed))
+    return 0
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from app.migrations import upgrade_to_head
 
@@ -155,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate at start")
     serve.add_argument("--no-sync", action="store_true", help="serve without syncing clusters")
     serve.set_defaults(handler=_serve)
+
+    demo = sub.add_parser("demo", help="serve with a simulated fleet registered and syncing")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--fleet", default="small", choices=["small", "medium", "large"])
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(handler=_demo)
 
     migrate = sub.add_parser("migrate", help="upgrade the database to the latest revision")
     migrate.set_defaults(handler=_migrate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -52,6 +53,7 @@ def server_url() -> Iterator[str]:
     with database_url_or_embedded(os.environ.get("DATABASE_URL"), data_dir,
                                   throwaway=True) as url:
         yield url
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
