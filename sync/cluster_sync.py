@@ -283,6 +283,10 @@ class ClusterSync:
             rng=self._rng,
         )
 
+    @property
+    def informers(self) -> tuple[Informer, ...]:
+        return tuple(self._informers)
+
     def request_relist(self) -> None:
         """``triggerSync``: every informer lists again (rows gone meanwhile get deleted_at)."""
         for informer in self._informers:

@@ -306,12 +306,15 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
     last = _dict(_dict(status.get("lastState")).get("terminated"))
     current = next((s for s in ("running", "waiting", "terminated") if s in state), None)
     last_reason = _str(last.get("reason"))
-    oom_at = None
+    oom_at = oom_marker = None
+    restarts = max(_int32(status.get("restartCount")), 0)
     if last_reason == OOM_KILLED:
-        oom_at = _str(last.get("finishedAt")) or _str(last.get("startedAt")) or "unknown"
+        oom_at = _str(last.get("finishedAt")) or _str(last.get("startedAt"))
+        # One termination = its time and the restart it caused (times can repeat).
+        oom_marker = f"{oom_at or '?'}#{restarts}"
     return {
         "ready": status.get("ready") is True,
-        "restartCount": max(_int32(status.get("restartCount")), 0),
+        "restartCount": restarts,
         "state": current,
         # kube_pod_container_status_waiting_reason / _terminated_reason
         "waitingReason": _str(_dict(state.get("waiting")).get("reason")),
@@ -320,8 +323,9 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
         "lastTerminatedReason": last_reason,
         "lastTerminatedAt": _str(last.get("finishedAt")),
         "lastOOMKilledAt": oom_at,
+        "lastOOMKill": oom_marker,
         # What this one object proves; the OOM ledger turns it into a running count.
-        "oomKills": 1 if oom_at else 0,
+        "oomKills": 1 if oom_marker else 0,
     }
 
 

@@ -193,7 +193,7 @@ class OomLedger:
         )
         self._seen = {
             r["uid"]: {
-                str(c.get("name")): (int(c.get("oomKills") or 0), c.get("lastOOMKilledAt"))
+                str(c.get("name")): (int(c.get("oomKills") or 0), c.get("lastOOMKill"))
                 for c in r["containers"] or []
                 if isinstance(c, dict)
             }
@@ -207,10 +207,10 @@ class OomLedger:
         ledger: dict[str, tuple[int, str | None]] = {}
         for container in row["containers"]:
             name = str(container.get("name"))
-            seen_at = container.get("lastOOMKilledAt")
+            seen = container.get("lastOOMKill")
             count, last = known.get(name, (0, None))
-            if seen_at and seen_at != last:
-                count, last = count + 1, seen_at
+            if seen and seen != last:
+                count, last = count + 1, seen
             if count:
                 ledger[name] = (count, last)
             containers.append({**container, "oomKills": count})

@@ -41,7 +41,7 @@ def vault() -> Vault:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[KubeSim]:
-    async with KubeSim.start(fleet="small", seed=1, bookmark_interval=0.3) as running:
+    async with KubeSim.start(fleet="small", seed=1) as running:
         yield running
 
 
@@ -49,17 +49,17 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     predicate: Callable[[T], bool] = bool,
     *,
-    timeout: float = 5.0,
+    within: float = 5.0,
     interval: float = 0.05,
 ) -> T:
     """Poll ``probe`` until ``predicate`` holds; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if predicate(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {value!r}")
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
         await asyncio.sleep(interval)
 
 
