@@ -142,12 +142,12 @@ scope_clusters AS (
 spend AS (
     SELECT sc.budget_id,
            sum(a.total_cost) FILTER (WHERE a.period_start >= $2) AS spent,
-           sum(a.total_cost) FILTER (WHERE a.period_start >= $3 - interval '7 days') AS trailing
+           sum(a.total_cost) FILTER (WHERE a.period_start >= $5) AS trailing
       FROM scope_clusters sc
       JOIN b ON b.id = sc.budget_id
       JOIN k8s_cost_allocations a
         ON a.cluster_id = sc.cluster_id AND a.granularity = 'hour' AND NOT a.is_idle
-       AND a.period_start >= LEAST($2, $3 - interval '7 days') AND a.period_start < $3
+       AND a.period_start >= $6 AND a.period_start < $3
        AND CASE b.scope_kind WHEN 'team' THEN a.team
                              WHEN 'cost_center' THEN a.cost_center
                              ELSE a.namespace END = b.scope_value
@@ -156,12 +156,12 @@ spend AS (
 ledger AS (
     SELECT sc.budget_id,
            count(DISTINCT h.period_start)
-               FILTER (WHERE h.period_start >= $3 - interval '7 days') AS trailing_hours,
+               FILTER (WHERE h.period_start >= $5) AS trailing_hours,
            max(h.period_start) AS last_hour
       FROM scope_clusters sc
       JOIN k8s_cost_hours h
         ON h.cluster_id = sc.cluster_id
-       AND h.period_start >= LEAST($2, $3 - interval '7 days') AND h.period_start < $3
+       AND h.period_start >= $6 AND h.period_start < $3
      GROUP BY sc.budget_id
 )
 SELECT b.*, COALESCE(s.spent, 0) AS spent, COALESCE(s.trailing, 0) AS trailing,
@@ -182,9 +182,11 @@ async def budget_statuses(
 ) -> list[BudgetStatus]:
     """Every budget of the organization (or the given ones) with spent and forecast."""
     month_start, month_end = month_bounds(now)
+    trailing_start = now - TRAILING
     rows = await conn.fetch(
         _STATUS_SQL, organization_id, month_start, now,
         list(budget_ids) if budget_ids is not None else None,
+        trailing_start, min(month_start, trailing_start),
     )
     out = []
     for row in rows:
@@ -246,11 +248,18 @@ async def detect_budget_crossings(
 
 
 async def detect_all_budget_crossings(
-    conn: asyncpg.Connection, *, now: datetime
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    organization_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[BudgetAlert]:
     """The scheduler's sweep: each organization that has budgets, scoped one at a time."""
     alerts: list[BudgetAlert] = []
-    for org in await conn.fetch("SELECT DISTINCT organization_id FROM k8s_budgets"):
+    for org in await conn.fetch(
+        """SELECT DISTINCT organization_id FROM k8s_budgets
+            WHERE $1::uuid[] IS NULL OR organization_id = ANY($1::uuid[])""",
+        organization_ids,
+    ):
         alerts += await detect_budget_crossings(
             conn, organization_id=org["organization_id"], now=now
         )

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +47,7 @@ SELECT c.id AS cluster_id, h.hour
         GREATEST($1::timestamptz, date_trunc('hour', c.created_at, 'UTC')),
         $2::timestamptz, interval '1 hour') AS h(hour)
  WHERE c.status <> 'disabled'
+   AND ($4::uuid[] IS NULL OR c.organization_id = ANY($4::uuid[]))
    AND NOT EXISTS (SELECT 1 FROM k8s_cost_hours x
                     WHERE x.cluster_id = c.id AND x.period_start = h.hour)
  ORDER BY h.hour DESC, c.id
@@ -62,7 +63,9 @@ WITH candidates AS (
 SELECT c.cluster_id, c.hour
   FROM candidates c
   JOIN k8s_cost_hours h ON h.cluster_id = c.cluster_id AND h.period_start = c.hour
- WHERE h.sample_count <> (
+  JOIN k8s_clusters k ON k.id = c.cluster_id
+ WHERE ($4::uuid[] IS NULL OR k.organization_id = ANY($4::uuid[]))
+   AND h.sample_count <> (
         SELECT count(*) FROM k8s_resource_metrics m
          WHERE m.cluster_id = c.cluster_id AND m.level = 'pod'
            AND m.sampled_at >= c.hour AND m.sampled_at < c.hour + interval '1 hour')
@@ -78,21 +81,27 @@ async def missing_hours(
     backfill: timedelta,
     settle: timedelta,
     limit: int,
+    organization_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[tuple[uuid.UUID, datetime]]:
     """Cluster-hours not yet in the ledger within the backfill bound, newest first."""
     last_ready = floor_hour(now - settle) - HOUR
     first = floor_hour(now) - backfill
     if last_ready < first:
         return []
-    rows = await conn.fetch(_MISSING_SQL, first, last_ready, limit)
+    rows = await conn.fetch(_MISSING_SQL, first, last_ready, limit, organization_ids)
     return [(r["cluster_id"], r["hour"]) for r in rows]
 
 
 async def stale_hours(
-    conn: asyncpg.Connection, *, ingested_since: datetime, not_before: datetime, limit: int
+    conn: asyncpg.Connection,
+    *,
+    ingested_since: datetime,
+    not_before: datetime,
+    limit: int,
+    organization_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[tuple[uuid.UUID, datetime]]:
     """Computed cluster-hours that received samples after they were costed."""
-    rows = await conn.fetch(_STALE_SQL, ingested_since, not_before, limit)
+    rows = await conn.fetch(_STALE_SQL, ingested_since, not_before, limit, organization_ids)
     return [(r["cluster_id"], r["hour"]) for r in rows]
 
 
@@ -121,6 +130,7 @@ class CostScheduler:
         max_hours_per_tick: int = 200,
         budget_alerts: bool = True,
         clock: Callable[[], datetime] | None = None,
+        organization_ids: Sequence[uuid.UUID] | None = None,
     ) -> None:
         self.pool = pool
         self.book = book or PriceBook.from_env()
@@ -130,6 +140,8 @@ class CostScheduler:
         self.max_hours_per_tick = max_hours_per_tick
         self.budget_alerts = budget_alerts
         self.clock = clock or (lambda: datetime.now(UTC))
+        # None: every organization. A list confines this scheduler (tests, tenant shards).
+        self.organization_ids = list(organization_ids) if organization_ids is not None else None
         self._scanned_at: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -184,12 +196,12 @@ class CostScheduler:
         scan_started: datetime = await conn.fetchval("SELECT clock_timestamp()")
         missing = await missing_hours(
             conn, now=now, backfill=self.backfill, settle=self.settle,
-            limit=self.max_hours_per_tick,
+            limit=self.max_hours_per_tick, organization_ids=self.organization_ids,
         )
         since = (self._scanned_at - _SCAN_MARGIN) if self._scanned_at else now - self.backfill
         stale = await stale_hours(
             conn, ingested_since=since, not_before=floor_hour(now) - self.backfill,
-            limit=self.max_hours_per_tick,
+            limit=self.max_hours_per_tick, organization_ids=self.organization_ids,
         )
         for batch, done in ((missing, report.computed), (stale, report.recomputed)):
             for cluster_id, hour in batch:
@@ -203,4 +215,6 @@ class CostScheduler:
                     report.failed.append((cluster_id, hour))
         self._scanned_at = scan_started
         if self.budget_alerts:
-            report.alerts = await detect_all_budget_crossings(conn, now=now)
+            report.alerts = await detect_all_budget_crossings(
+                conn, now=now, organization_ids=self.organization_ids
+            )

@@ -1,0 +1,36 @@
+"""Small builders shared by the cost tests: a cluster with one priced node."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+
+from sync.cost.pricing import BASELINE_FROM, PriceBook, set_cluster_pricing
+from tests.factories import make_cluster, make_org
+
+GIB = 1024**3
+BOOK = PriceBook.from_env({})
+
+
+async def one_node_cluster(
+    conn: asyncpg.Connection, *, created_at: datetime, cpu_price: str = "1.00",
+    org: uuid.UUID | None = None,
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A cluster with one 1-core, 0-memory node priced ``cpu_price`` per core-hour from the
+    epoch, so every hour it costs exactly ``cpu_price`` (idle unless pods run)."""
+    org = org or await make_org(conn)
+    cluster = await make_cluster(conn, org, created_at=created_at)
+    await set_cluster_pricing(
+        conn, organization_id=org, cluster_id=cluster, effective_from=BASELINE_FROM, book=BOOK,
+        cpu_core_hour=Decimal(cpu_price), memory_gib_hour=Decimal("0.10"),
+    )
+    await conn.execute(
+        """INSERT INTO k8s_nodes (cluster_id, uid, name, capacity_cpu_cores,
+               capacity_memory_bytes, created_at)
+           VALUES ($1, 'n', 'n', 1, 0, $2)""",
+        cluster, created_at - timedelta(days=60),
+    )
+    return org, cluster
