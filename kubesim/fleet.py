@@ -213,7 +213,7 @@ class Fleet:
                     replicas=replicas,
                     cpu=rng.choice(CPU_REQUESTS),
                     memory=rng.choice(MEMORY_REQUESTS),
-                    image=f"registry.example.com/{team}/{app}:1.{rng.randint(0, 9)}.{rng.randint(0, 20)}",
+                    image=f"registry.example.com/{team}/{app}:{_semver(rng)}",
                     guaranteed=rng.random() < 0.2,
                     helm_chart=helm_chart,
                     pod_team=rng.choice(TEAMS) if rng.random() < 0.1 else None,
@@ -225,7 +225,7 @@ class Fleet:
     def _build_nodes(self) -> None:
         rng = self.rng
         now = self.clock.timestamp()
-        nodes = []
+        nodes: list[Obj] = []
         for index in range(self.size.nodes):
             zone = ZONES[index % len(ZONES)]
             itype = self.size.instance_types[index % len(self.size.instance_types)]
@@ -502,7 +502,10 @@ class Fleet:
                 "auth": {"password": ""},
             },
             config=config,
-            manifest=f"---\n# Source: {chart_name}/templates/deployment.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n",
+            manifest=(
+                f"---\n# Source: {chart_name}/templates/deployment.yaml\n"
+                f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n"
+            ),
             first_deployed=first_deployed,
             last_deployed=self.clock.timestamp(),
             description="Install complete" if revision == 1 else "Upgrade complete",
@@ -584,7 +587,8 @@ class Fleet:
             {"kind": "Deployment", "name": obj["metadata"]["ownerReferences"][0]["name"]},
             "Normal",
             "ScalingReplicaSet",
-            f"Scaled {'up' if replicas > (before or 0) else 'down'} replica set {obj['metadata']['name']} from {before} to {replicas}",
+            f"Scaled {'up' if replicas > (before or 0) else 'down'} replica set "
+            f"{obj['metadata']['name']} from {before} to {replicas}",
             "deployment-controller",
         )
 
@@ -594,7 +598,7 @@ class Fleet:
         template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pod_hash
         selector = orjson.loads(orjson.dumps(deploy["spec"].get("selector") or {}))
         selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
-        rs = {
+        rs: Obj = {
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
             "metadata": {
@@ -675,22 +679,31 @@ class Fleet:
         pod_hash = template_hash(deploy["spec"].get("template") or {})
         total = ready = updated = 0
         for rs in self.store.owned_by(deploy["metadata"]["uid"], "replicasets"):
-            status = rs.obj.get("status") or {}
-            total += int(status.get("replicas", 0))
-            ready += int(status.get("readyReplicas", 0))
+            rs_status = rs.obj.get("status") or {}
+            total += int(rs_status.get("replicas", 0))
+            ready += int(rs_status.get("readyReplicas", 0))
             if rs.obj["metadata"]["labels"].get("pod-template-hash") == pod_hash:
-                updated = int(status.get("replicas", 0))
+                updated = int(rs_status.get("replicas", 0))
         desired = int(deploy["spec"].get("replicas", 1))
         old_status = deploy.get("status") or {}
         available = ready >= desired - math.floor(desired * 0.25)
         now = self.clock.timestamp()
         conditions = []
         for ctype, ok, reason, message in (
-            ("Available", available, "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
-             "Deployment has minimum availability." if available else "Deployment does not have minimum availability."),
-            ("Progressing", True, "NewReplicaSetAvailable" if updated == desired else "ReplicaSetUpdated",
-             f'ReplicaSet "{name}-{pod_hash}" has successfully progressed.' if updated == desired else f'ReplicaSet "{name}-{pod_hash}" is progressing.'),
-        ):  # fmt: skip
+            (
+                "Available",
+                available,
+                "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                f"Deployment {'has' if available else 'does not have'} minimum availability.",
+            ),
+            (
+                "Progressing",
+                True,
+                "NewReplicaSetAvailable" if updated == desired else "ReplicaSetUpdated",
+                f'ReplicaSet "{name}-{pod_hash}" '
+                + ("has successfully progressed." if updated == desired else "is progressing."),
+            ),
+        ):
             previous = next(
                 (c for c in old_status.get("conditions") or [] if c.get("type") == ctype), None
             )
@@ -880,8 +893,12 @@ class Fleet:
                 {
                     "ready": True,
                     "started": True,
-                    "imageID": f"{container['image'].split(':')[0]}@sha256:{hashlib.sha256(container['image'].encode()).hexdigest()}",
-                    "containerID": f"containerd://{hashlib.sha256((updated['metadata']['uid'] + container['name']).encode()).hexdigest()}",
+                    "imageID": f"{container['image'].split(':')[0]}@sha256:"
+                    + hashlib.sha256(container["image"].encode()).hexdigest(),
+                    "containerID": "containerd://"
+                    + hashlib.sha256(
+                        (updated["metadata"]["uid"] + container["name"]).encode()
+                    ).hexdigest(),
                     "state": {"running": {"startedAt": now}},
                 }
             )
@@ -1019,7 +1036,7 @@ class Fleet:
                 .obj["spec"]
                 .get("replicas", 1)
             )
-            low, high = self.size.replicas
+            _low, high = self.size.replicas
             self.scale(
                 namespace,
                 name,
@@ -1100,12 +1117,13 @@ class Fleet:
     def rollout(
         self, namespace: str, deployment: str, *, image: str | None = None, reconcile: bool = True
     ) -> Obj:
-        """Change the pod template (a new image tag by default): a new ReplicaSet replaces the pods."""
+        """Change the pod template (a new image tag by default): a new ReplicaSet replaces
+        the pods."""
         obj = self.store.get("deployments", deployment, namespace=namespace)
         container = obj["spec"]["template"]["spec"]["containers"][0]
         if image is None:
             repository, _, tag = container["image"].rpartition(":")
-            parts = (tag.split(".") + ["0", "0", "0"])[:3]
+            parts = ([*tag.split("."), "0", "0", "0"])[:3]
             patch_level = int(parts[2]) + 1 if parts[2].isdigit() else 1
             image = f"{repository}:{parts[0]}.{parts[1]}.{patch_level}"
         container["image"] = image
@@ -1135,7 +1153,8 @@ class Fleet:
         return obj, status
 
     def oom_kill(self, namespace: str, pod: str, *, container: str | None = None) -> Obj:
-        """The container is OOMKilled and restarted: restartCount+1, lastState.terminated.reason=OOMKilled."""
+        """The container is OOMKilled and restarted: restartCount+1,
+        lastState.terminated.reason=OOMKilled."""
         obj, status = self._pod_and_container(namespace, pod, container)
         now = self.clock.timestamp()
         started = (
@@ -1159,8 +1178,14 @@ class Fleet:
         obj["status"]["phase"] = "Running"
         updated = self.store.update("pods", obj)
         self.stats.oom_kills += 1
-        self._event(namespace, {"kind": "Pod", "name": pod}, "Warning", "OOMKilling",
-                    f"Memory cgroup out of memory: Killed process in container {status['name']}", "kubelet")  # fmt: skip
+        self._event(
+            namespace,
+            {"kind": "Pod", "name": pod},
+            "Warning",
+            "OOMKilling",
+            f"Memory cgroup out of memory: Killed process in container {status['name']}",
+            "kubelet",
+        )
         return updated
 
     def crashloop(
@@ -1193,7 +1218,8 @@ class Fleet:
         status["state"] = {
             "waiting": {
                 "reason": "CrashLoopBackOff",
-                "message": f"back-off {backoff}s restarting failed container={status['name']} pod={pod}_{namespace}({obj['metadata']['uid']})",
+                "message": f"back-off {backoff}s restarting failed container={status['name']} "
+                f"pod={pod}_{namespace}({obj['metadata']['uid']})",
             }
         }
         status["ready"] = False
@@ -1203,8 +1229,12 @@ class Fleet:
                 condition.get("type") in ("Ready", "ContainersReady")
                 and condition.get("status") != "False"
             ):
-                condition.update(status="False", reason="ContainersNotReady", lastTransitionTime=now,
-                                 message=f"containers with unready status: [{status['name']}]")  # fmt: skip
+                condition.update(
+                    status="False",
+                    reason="ContainersNotReady",
+                    lastTransitionTime=now,
+                    message=f"containers with unready status: [{status['name']}]",
+                )
         updated = self.store.update("pods", obj)
         loop_state.next_restart = self._elapsed + loop_state.backoff
         loop_state.backoff = min(300.0, loop_state.backoff * 2)
@@ -1285,9 +1315,14 @@ class Fleet:
             self._node_outages[name] = (
                 self._elapsed + recover_after if recover_after is not None else math.inf
             )
-        self._event("default", {"kind": "Node", "name": name}, "Normal" if ready else "Warning",
-                    "NodeReady" if ready else "NodeNotReady",
-                    f"Node {name} status is now: {'NodeReady' if ready else 'NodeNotReady'}", "node-controller")  # fmt: skip
+        self._event(
+            "default",
+            {"kind": "Node", "name": name},
+            "Normal" if ready else "Warning",
+            "NodeReady" if ready else "NodeNotReady",
+            f"Node {name} status is now: {'NodeReady' if ready else 'NodeNotReady'}",
+            "node-controller",
+        )
         return updated
 
     def helm_upgrade(self, namespace: str, release: str) -> Obj:
@@ -1335,6 +1370,10 @@ class Fleet:
                 "replicasets",
             )
         }
+
+
+def _semver(rng: random.Random) -> str:
+    return f"1.{rng.randint(0, 9)}.{rng.randint(0, 20)}"
 
 
 def _pod_cpu(pod: Obj) -> float:

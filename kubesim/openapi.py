@@ -52,7 +52,11 @@ def group_version_document(group_version: str) -> dict[str, Any] | None:
                 "responses": {"200": {"description": "OK"}},
             }
         }
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+    }
 
 
 def index() -> dict[str, Any]:

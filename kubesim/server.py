@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import secrets
-import tempfile
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -78,7 +76,7 @@ class KubeSim:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, *, realtime: bool = False, **options: Any) -> AsyncIterator[KubeSim]:
-        """``async with KubeSim.start(fleet="small", seed=1) as sim:`` - serve on the running loop."""
+        """``async with KubeSim.start(fleet="small", seed=1) as sim:`` on the running loop."""
         sim = cls(**options)
         await sim.serve()
         if realtime:

@@ -485,7 +485,7 @@ class Store:
     def delete(
         self, resource: str | Resource, name: str, *, namespace: str | None = None
     ) -> dict[str, Any]:
-        """Delete as DELETE does: finalizers defer it, owned objects and namespace contents go too."""
+        """Delete as DELETE does: finalizers defer it; dependents and namespace contents go too."""
         res = resolve(resource)
         key = self._key(res, name, namespace)
         old = self._bucket(res).get(key)

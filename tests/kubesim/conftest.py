@@ -55,10 +55,10 @@ async def api(kubesim: KubeSim) -> AsyncIterator[client.ApiClient]:
         yield api
 
 
-async def eventually(check: Callable[[], bool], *, timeout: float = 5.0) -> None:
+async def eventually(check: Callable[[], bool], *, within: float = 5.0) -> None:
     """Wait until ``check()`` is true (for output arriving from a subprocess)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not check():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")

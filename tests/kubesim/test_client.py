@@ -9,13 +9,13 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from kubesim import KubeSim
-
 from .conftest import api_client
 
 
-async def test_paged_list_returns_every_pod_once_with_a_stable_resource_version(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_paged_list_returns_every_pod_once_with_a_stable_resource_version(
+    kubesim, api: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api)
     expected = sorted(p["metadata"]["name"] for p in kubesim.store.list("pods"))
     assert len(expected) > 30
     names: list[str] = []
@@ -38,8 +38,8 @@ async def test_paged_list_returns_every_pod_once_with_a_stable_resource_version(
     assert len(versions) == 1
 
 
-async def test_label_selectors_equality_set_and_existence(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_label_selectors_equality_set_and_existence(kubesim, api: client.ApiClient) -> None:
+    core: Any = client.CoreV1Api(api)
     pods = kubesim.store.list("pods")
     some = pods[0]
     app = some["metadata"]["labels"]["app"]
@@ -56,7 +56,11 @@ async def test_label_selectors_equality_set_and_existence(kubesim: KubeSim, api:
     got = await core.list_pod_for_all_namespaces(label_selector=f"app notin ({apps[0]})")
     assert apps[0] not in {p.metadata.labels["app"] for p in got.items} and got.items
 
-    await core.patch_namespaced_pod(some["metadata"]["name"], some["metadata"]["namespace"], {"metadata": {"labels": {"canary": "yes"}}})
+    await core.patch_namespaced_pod(
+        some["metadata"]["name"],
+        some["metadata"]["namespace"],
+        {"metadata": {"labels": {"canary": "yes"}}},
+    )
     got = await core.list_pod_for_all_namespaces(label_selector="canary")
     assert [p.metadata.name for p in got.items] == [some["metadata"]["name"]]
     got = await core.list_pod_for_all_namespaces(label_selector="!canary")
@@ -66,55 +70,99 @@ async def test_label_selectors_equality_set_and_existence(kubesim: KubeSim, api:
     assert [n.metadata.name for n in namespaces.items] == ["payments-prod"]
 
 
-async def test_field_selectors_name_namespace_node_and_phase(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_field_selectors_name_namespace_node_and_phase(
+    kubesim, api: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api)
     pods = kubesim.store.list("pods")
     node = pods[0]["spec"]["nodeName"]
     on_node = await core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
-    assert {p.metadata.name for p in on_node.items} == {p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == node}
+    assert {p.metadata.name for p in on_node.items} == {
+        p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == node
+    }
     assert 0 < len(on_node.items) < len(pods)
     target = pods[3]["metadata"]
-    by_name = await core.list_pod_for_all_namespaces(field_selector=f"metadata.name={target['name']},metadata.namespace={target['namespace']}")
+    by_name = await core.list_pod_for_all_namespaces(
+        field_selector=f"metadata.name={target['name']},metadata.namespace={target['namespace']}"
+    )
     assert [p.metadata.name for p in by_name.items] == [target["name"]]
     running = await core.list_pod_for_all_namespaces(field_selector="status.phase=Running")
     assert len(running.items) == len(pods)
-    assert not (await core.list_pod_for_all_namespaces(field_selector="status.phase!=Running")).items
+    assert not (
+        await core.list_pod_for_all_namespaces(field_selector="status.phase!=Running")
+    ).items
     with pytest.raises(ApiException) as error:
         await core.list_pod_for_all_namespaces(field_selector="spec.restartPolicy=Always")
     assert error.value.status == 400
 
 
-async def test_watch_resumes_from_a_resource_version_without_gaps(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_watch_resumes_from_a_resource_version_without_gaps(
+    kubesim, api: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api)
     listed = await core.list_namespaced_pod("payments-prod")
     rv = listed.metadata.resource_version
     # Changes made while nobody watches must be replayed from history.
     pod = listed.items[0].metadata.name
     kubesim.fleet.oom_kill("payments-prod", pod)
     kubesim.store.delete("pods", listed.items[1].metadata.name, namespace="payments-prod")
-    kubesim.store.create("pods", {"metadata": {"name": "extra", "namespace": "payments-prod"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
-    kubesim.store.create("pods", {"metadata": {"name": "elsewhere", "namespace": "search-prod"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    kubesim.store.create(
+        "pods",
+        {
+            "metadata": {"name": "extra", "namespace": "payments-prod"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    kubesim.store.create(
+        "pods",
+        {
+            "metadata": {"name": "elsewhere", "namespace": "search-prod"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
     seen: list[tuple[str, str]] = []
     async with watch.Watch() as w:
-        async for event in w.stream(core.list_namespaced_pod, "payments-prod", resource_version=rv, timeout_seconds=1):
+        async for event in w.stream(
+            core.list_namespaced_pod, "payments-prod", resource_version=rv, timeout_seconds=1
+        ):
             seen.append((event["type"], event["object"].metadata.name))
-    assert seen[:3] == [("MODIFIED", pod), ("DELETED", listed.items[1].metadata.name), ("ADDED", "extra")]
+    assert seen[:3] == [
+        ("MODIFIED", pod),
+        ("DELETED", listed.items[1].metadata.name),
+        ("ADDED", "extra"),
+    ]
     assert ("ADDED", "elsewhere") not in seen
     # resume again from the last one seen: nothing old is repeated
-    last_rv = kubesim.store.get("pods", "extra", namespace="payments-prod")["metadata"]["resourceVersion"]
+    last_rv = kubesim.store.get("pods", "extra", namespace="payments-prod")["metadata"][
+        "resourceVersion"
+    ]
     kubesim.store.delete("pods", "extra", namespace="payments-prod")
     async with watch.Watch() as w:
-        events = [e async for e in w.stream(core.list_namespaced_pod, "payments-prod", resource_version=last_rv, timeout_seconds=1)]
-    assert [(e["type"], e["object"].metadata.name) for e in events if e["object"].metadata.name == "extra"] == [("DELETED", "extra")]
+        events = [
+            e
+            async for e in w.stream(
+                core.list_namespaced_pod,
+                "payments-prod",
+                resource_version=last_rv,
+                timeout_seconds=1,
+            )
+        ]
+    assert [
+        (e["type"], e["object"].metadata.name)
+        for e in events
+        if e["object"].metadata.name == "extra"
+    ] == [("DELETED", "extra")]
 
 
-async def test_watch_sends_bookmarks_when_asked(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_watch_sends_bookmarks_when_asked(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     rv = (await core.list_node()).metadata.resource_version
     kinds: list[str] = []
     bookmark_rvs: list[str] = []
     async with watch.Watch() as w:
-        async for event in w.stream(core.list_node, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=2):
+        async for event in w.stream(
+            core.list_node, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=2
+        ):
             kinds.append(event["type"])
             if event["type"] == "BOOKMARK":
                 bookmark_rvs.append(event["raw_object"]["metadata"]["resourceVersion"])
@@ -127,8 +175,10 @@ async def test_watch_sends_bookmarks_when_asked(kubesim: KubeSim, api: client.Ap
     assert events == []
 
 
-async def test_410_once_the_version_falls_out_of_the_history_window(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_410_once_the_version_falls_out_of_the_history_window(
+    kubesim, api: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api)
     kubesim.store.history_window = 20
     old = (await core.list_namespaced_pod("payments-prod")).metadata.resource_version
     page = await core.list_pod_for_all_namespaces(limit=5)
@@ -139,47 +189,68 @@ async def test_410_once_the_version_falls_out_of_the_history_window(kubesim: Kub
         kubesim.store.patch("namespaces", "default", {"metadata": {"labels": {"tick": str(i)}}})
     assert kubesim.store.compacted_resource_version > int(old)
     # the watch answers 200 with a single ERROR event carrying a 410 Status
-    response = await core.list_namespaced_pod("payments-prod", watch=True, resource_version=old, timeout_seconds=2, _preload_content=False)
+    response = await core.list_namespaced_pod(
+        "payments-prod", watch=True, resource_version=old, timeout_seconds=2, _preload_content=False
+    )
     lines = [line async for line in response.content]
     assert len(lines) == 1
     import orjson
 
     event = orjson.loads(lines[0])
-    assert event["type"] == "ERROR" and event["object"]["code"] == 410 and event["object"]["reason"] == "Gone"
+    assert (
+        event["type"] == "ERROR"
+        and event["object"]["code"] == 410
+        and event["object"]["reason"] == "Gone"
+    )
     # the client's Watch turns it into ApiException(410)
     with pytest.raises(ApiException) as error:
         async with watch.Watch() as w:
-            async for _ in w.stream(core.list_namespaced_pod, "payments-prod", resource_version=old, timeout_seconds=1):
+            async for _ in w.stream(
+                core.list_namespaced_pod, "payments-prod", resource_version=old, timeout_seconds=1
+            ):
                 pass
     assert error.value.status == 410
     # a continue token from before the window is an HTTP 410 Expired
     with pytest.raises(ApiException) as error:
         await core.list_pod_for_all_namespaces(limit=5, _continue=page.metadata._continue)
     assert error.value.status == 410
-    assert "Expired" in error.value.body
+    assert "Expired" in str(error.value.body)
     # a fresh version still works
     fresh = (await core.list_namespaced_pod("payments-prod")).metadata.resource_version
     async with watch.Watch() as w:
-        assert [e async for e in w.stream(core.list_namespaced_pod, "payments-prod", resource_version=fresh, timeout_seconds=1)] == []
+        assert [
+            e
+            async for e in w.stream(
+                core.list_namespaced_pod, "payments-prod", resource_version=fresh, timeout_seconds=1
+            )
+        ] == []
 
 
-async def test_metrics_api_lists_node_and_pod_usage(kubesim: KubeSim, api: client.ApiClient) -> None:
+async def test_metrics_api_lists_node_and_pod_usage(kubesim, api: client.ApiClient) -> None:
     custom = client.CustomObjectsApi(api)
     nodes = await custom.list_cluster_custom_object("metrics.k8s.io", "v1beta1", "nodes")
-    assert {n["metadata"]["name"] for n in nodes["items"]} == {n["metadata"]["name"] for n in kubesim.store.list("nodes")}
+    assert {n["metadata"]["name"] for n in nodes["items"]} == {
+        n["metadata"]["name"] for n in kubesim.store.list("nodes")
+    }
     for item in nodes["items"]:
         assert item["usage"]["cpu"].endswith("n") and item["usage"]["memory"].endswith("Ki")
         assert int(item["usage"]["cpu"][:-1]) > 100_000_000
         assert item["window"] and item["timestamp"] == "2025-03-01T12:00:00Z"
-    pods = await custom.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", "payments-prod", "pods")
-    assert {p["metadata"]["name"] for p in pods["items"]} == {p["metadata"]["name"] for p in kubesim.store.list("pods", namespace="payments-prod")}
+    pods = await custom.list_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", "payments-prod", "pods"
+    )
+    assert {p["metadata"]["name"] for p in pods["items"]} == {
+        p["metadata"]["name"] for p in kubesim.store.list("pods", namespace="payments-prod")
+    }
     usage = pods["items"][0]["containers"][0]["usage"]
     assert int(usage["cpu"][:-1]) > 0 and int(usage["memory"][:-2]) > 1024
-    one = await custom.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", "payments-prod", "pods", pods["items"][0]["metadata"]["name"])
+    one = await custom.get_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", "payments-prod", "pods", pods["items"][0]["metadata"]["name"]
+    )
     assert one["kind"] == "PodMetrics"
 
 
-async def test_wrong_or_missing_token_is_401(kubesim: KubeSim) -> None:
+async def test_wrong_or_missing_token_is_401(kubesim) -> None:
     kubeconfig: dict[str, Any] = kubesim.kubeconfig
     kubeconfig["users"][0]["user"]["token"] = "not-the-token"
     async with api_client(kubeconfig) as api:
@@ -193,14 +264,21 @@ async def test_wrong_or_missing_token_is_401(kubesim: KubeSim) -> None:
     assert error.value.status == 401
 
 
-async def test_create_update_patch_delete_and_scale_through_the_client(kubesim: KubeSim, api: client.ApiClient) -> None:
+async def test_create_update_patch_delete_and_scale_through_the_client(
+    kubesim, api: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(api)
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     scale = await apps.read_namespaced_deployment_scale("frontend", "payments-prod")
     assert scale.spec.replicas == 5
-    await apps.patch_namespaced_deployment_scale("frontend", "payments-prod", {"spec": {"replicas": 1}})
+    await apps.patch_namespaced_deployment_scale(
+        "frontend", "payments-prod", {"spec": {"replicas": 1}}
+    )
     kubesim.fleet.reconcile()
-    assert len(kubesim.store.list("pods", namespace="payments-prod", label_selector="app=frontend")) == 1
+    assert (
+        len(kubesim.store.list("pods", namespace="payments-prod", label_selector="app=frontend"))
+        == 1
+    )
     ns = await core.create_namespace({"metadata": {"name": "scratch", "labels": {"team": "x"}}})
     assert ns.metadata.uid and ns.status.phase == "Active"
     with pytest.raises(ApiException) as error:
@@ -212,7 +290,9 @@ async def test_create_update_patch_delete_and_scale_through_the_client(kubesim: 
     with pytest.raises(ApiException) as error:  # stale resourceVersion
         await core.replace_namespace("scratch", ns)
     assert error.value.status == 409
-    smp = await core.patch_namespace("scratch", {"metadata": {"labels": {"team": None, "tier": "1"}}})
+    smp = await core.patch_namespace(
+        "scratch", {"metadata": {"labels": {"team": None, "tier": "1"}}}
+    )
     assert smp.metadata.labels == {"tier": "1"}
     await core.delete_namespace("scratch")
     with pytest.raises(ApiException) as error:
@@ -220,10 +300,14 @@ async def test_create_update_patch_delete_and_scale_through_the_client(kubesim: 
     assert error.value.status == 404
 
 
-async def test_deleting_a_deployment_garbage_collects_its_replicasets_and_pods(kubesim: KubeSim, api: client.ApiClient) -> None:
+async def test_deleting_a_deployment_garbage_collects_its_replicasets_and_pods(
+    kubesim, api: client.ApiClient
+) -> None:
     apps = client.AppsV1Api(api)
     assert kubesim.store.list("pods", namespace="payments-prod", label_selector="app=frontend")
     await apps.delete_namespaced_deployment("frontend", "payments-prod")
-    assert not kubesim.store.list("replicasets", namespace="payments-prod", label_selector="app=frontend")
+    assert not kubesim.store.list(
+        "replicasets", namespace="payments-prod", label_selector="app=frontend"
+    )
     assert not kubesim.store.list("pods", namespace="payments-prod", label_selector="app=frontend")
     await asyncio.sleep(0)

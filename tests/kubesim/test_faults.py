@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,8 +17,8 @@ from kubesim import KubeSim
 from .conftest import api_client
 
 
-async def test_latency_delays_every_answer(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_latency_delays_every_answer(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     kubesim.faults.latency = 0.3
     started = time.perf_counter()
     await core.list_namespace()
@@ -27,30 +29,33 @@ async def test_latency_delays_every_answer(kubesim: KubeSim, api: client.ApiClie
     assert time.perf_counter() - started < 0.25
 
 
-async def test_500s_for_the_next_n_requests(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_500s_for_the_next_n_requests(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     kubesim.faults.fail_next(2)
     for _ in range(2):
         with pytest.raises(ApiException) as error:
             await core.list_node()
-        assert error.value.status == 500 and '"reason":"InternalError"' in error.value.body
+        assert error.value.status == 500 and '"reason":"InternalError"' in str(error.value.body)
     assert (await core.list_node()).items
 
 
-async def test_429_carries_retry_after(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_429_carries_retry_after(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     kubesim.faults.throttle_next(1, retry_after=7, path_contains="/pods")
     assert (await core.list_node()).items  # other paths unaffected
     with pytest.raises(ApiException) as error:
         await core.list_pod_for_all_namespaces()
     assert error.value.status == 429
+    assert error.value.headers is not None
     assert error.value.headers["Retry-After"] == "7"
-    assert '"reason":"TooManyRequests"' in error.value.body
+    assert '"reason":"TooManyRequests"' in str(error.value.body)
     assert (await core.list_pod_for_all_namespaces()).items
 
 
-async def test_error_rate_fails_about_that_share_of_requests(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_error_rate_fails_about_that_share_of_requests(
+    kubesim, api: client.ApiClient
+) -> None:
+    core: Any = client.CoreV1Api(api)
     kubesim.faults.inject_error(503, rate=0.5, count=None)
     failures = 0
     for _ in range(40):
@@ -64,10 +69,12 @@ async def test_error_rate_fails_about_that_share_of_requests(kubesim: KubeSim, a
     await core.read_namespace("default")
 
 
-async def test_watch_stream_cut_mid_event(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_watch_stream_cut_mid_event(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     rv = (await core.list_namespaced_pod("payments-prod")).metadata.resource_version
-    response = await core.list_namespaced_pod("payments-prod", watch=True, resource_version=rv, _preload_content=False)
+    response = await core.list_namespaced_pod(
+        "payments-prod", watch=True, resource_version=rv, _preload_content=False
+    )
     kubesim.faults.cut_watches(1)
     pod = kubesim.store.list("pods", namespace="payments-prod")[0]["metadata"]["name"]
     kubesim.fleet.oom_kill("payments-prod", pod)
@@ -80,17 +87,27 @@ async def test_watch_stream_cut_mid_event(kubesim: KubeSim, api: client.ApiClien
     assert b'"type":"MODIFIED"' in received
     # the next watch works again and resumes from the same version
     async with watch.Watch() as w:
-        events = [e async for e in w.stream(core.list_namespaced_pod, "payments-prod", resource_version=rv, timeout_seconds=1)]
+        events = [
+            e
+            async for e in w.stream(
+                core.list_namespaced_pod, "payments-prod", resource_version=rv, timeout_seconds=1
+            )
+        ]
     assert any(e["type"] == "MODIFIED" and e["object"].metadata.name == pod for e in events)
 
 
-async def test_forced_410_on_watch_and_on_list(kubesim: KubeSim, api: client.ApiClient) -> None:
-    core = client.CoreV1Api(api)
+async def test_forced_410_on_watch_and_on_list(kubesim, api) -> None:
+    core: Any = client.CoreV1Api(api)
     listed = await core.list_pod_for_all_namespaces(limit=5)
     kubesim.faults.force_410(1)
     with pytest.raises(ApiException) as error:
         async with watch.Watch() as w:
-            async for _ in w.stream(core.list_namespaced_pod, "default", resource_version=listed.metadata.resource_version, timeout_seconds=1):
+            async for _ in w.stream(
+                core.list_namespaced_pod,
+                "default",
+                resource_version=listed.metadata.resource_version,
+                timeout_seconds=1,
+            ):
                 pass
     assert error.value.status == 410
     kubesim.faults.force_410(1)
@@ -98,10 +115,12 @@ async def test_forced_410_on_watch_and_on_list(kubesim: KubeSim, api: client.Api
         await core.list_pod_for_all_namespaces(limit=5, _continue=listed.metadata._continue)
     assert error.value.status == 410
     # only once: the same continue token works now
-    assert (await core.list_pod_for_all_namespaces(limit=5, _continue=listed.metadata._continue)).items
+    assert (
+        await core.list_pod_for_all_namespaces(limit=5, _continue=listed.metadata._continue)
+    ).items
 
 
-async def test_metrics_api_absent(kubesim: KubeSim, api: client.ApiClient) -> None:
+async def test_metrics_api_absent(kubesim, api) -> None:
     custom = client.CustomObjectsApi(api)
     kubesim.faults.metrics_available = False
     with pytest.raises(ApiException) as error:
@@ -115,10 +134,12 @@ async def test_metrics_api_absent(kubesim: KubeSim, api: client.ApiClient) -> No
     assert "metrics.k8s.io" in {g.name for g in groups.groups}
 
 
-async def test_server_down_refuses_connections_and_ends_watches_then_comes_back(kubesim: KubeSim) -> None:
+async def test_server_down_refuses_connections_and_ends_watches_then_comes_back(
+    kubesim,
+) -> None:
     port = kubesim.port
     async with api_client(kubesim.kubeconfig) as api:
-        core = client.CoreV1Api(api)
+        core: Any = client.CoreV1Api(api)
         rv = (await core.list_namespace()).metadata.resource_version
         stream = await core.list_namespace(watch=True, resource_version=rv, _preload_content=False)
         started = time.perf_counter()
@@ -140,16 +161,14 @@ async def test_server_down_refuses_connections_and_ends_watches_then_comes_back(
 
 
 async def test_stop_ends_open_watch_streams_promptly() -> None:
-    async with KubeSim.start(fleet=None) as sim:
-        async with api_client(sim.kubeconfig) as api:
-            stream = await client.CoreV1Api(api).list_namespace(watch=True, _preload_content=False)
-            reader = asyncio.ensure_future(stream.content.read())
-            await asyncio.sleep(0.05)
-            started = time.perf_counter()
-            await sim.stop()
-            assert time.perf_counter() - started < 2
-            async with asyncio.timeout(2):
-                try:
-                    await reader
-                except aiohttp.ClientPayloadError:
-                    pass
+    async with KubeSim.start(fleet=None) as sim, api_client(sim.kubeconfig) as api:
+        core: Any = client.CoreV1Api(api)
+        stream = await core.list_namespace(watch=True, _preload_content=False)
+        reader = asyncio.ensure_future(stream.content.read())
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        await sim.stop()
+        assert time.perf_counter() - started < 2
+        async with asyncio.timeout(2):
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                await reader

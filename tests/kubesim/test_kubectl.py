@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from kubesim import KubeSim
-
 from .conftest import eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -34,7 +32,7 @@ def table(output: str) -> list[dict[str, str]]:
     return [dict(zip(headers, line.split(), strict=False)) for line in lines[1:]]
 
 
-async def test_get_pods_all_namespaces_as_json(kubesim_tls: KubeSim, kubeconfig_file: Path) -> None:
+async def test_get_pods_all_namespaces_as_json(kubesim_tls, kubeconfig_file: Path) -> None:
     listed = json.loads(await kubectl(kubeconfig_file, "get", "pods", "-A", "-o", "json"))
     stored = kubesim_tls.store.list("pods")
     assert listed["kind"] == "List"
@@ -44,9 +42,13 @@ async def test_get_pods_all_namespaces_as_json(kubesim_tls: KubeSim, kubeconfig_
     assert listed["items"][0]["status"] == stored[0]["status"]
 
 
-async def test_get_nodes_and_deployments_print_real_columns(kubesim_tls: KubeSim, kubeconfig_file: Path) -> None:
+async def test_get_nodes_and_deployments_print_real_columns(
+    kubesim_tls, kubeconfig_file: Path
+) -> None:
     nodes = table(await kubectl(kubeconfig_file, "get", "nodes"))
-    assert {n["NAME"] for n in nodes} == {n["metadata"]["name"] for n in kubesim_tls.store.list("nodes")}
+    assert {n["NAME"] for n in nodes} == {
+        n["metadata"]["name"] for n in kubesim_tls.store.list("nodes")
+    }
     assert {n["STATUS"] for n in nodes} == {"Ready"}
     assert all(n["VERSION"].startswith("v1.32") for n in nodes)
     kubesim_tls.fleet.set_node_ready(nodes[0]["NAME"], False)
@@ -60,17 +62,29 @@ async def test_get_nodes_and_deployments_print_real_columns(kubesim_tls: KubeSim
         assert row["READY"] == f"{deploy['spec']['replicas']}/{deploy['spec']['replicas']}"
 
 
-async def test_scale_label_and_delete(kubesim_tls: KubeSim, kubeconfig_file: Path) -> None:
-    out = await kubectl(kubeconfig_file, "scale", "deploy", "frontend", "-n", "payments-prod", "--replicas=2")
+async def test_scale_label_and_delete(kubesim_tls, kubeconfig_file: Path) -> None:
+    out = await kubectl(
+        kubeconfig_file, "scale", "deploy", "frontend", "-n", "payments-prod", "--replicas=2"
+    )
     assert "scaled" in out
-    assert kubesim_tls.store.get("deployments", "frontend", namespace="payments-prod")["spec"]["replicas"] == 2
+    assert (
+        kubesim_tls.store.get("deployments", "frontend", namespace="payments-prod")["spec"][
+            "replicas"
+        ]
+        == 2
+    )
     kubesim_tls.fleet.reconcile()
-    rows = table(await kubectl(kubeconfig_file, "get", "pods", "-n", "payments-prod", "-l", "app=frontend"))
+    rows = table(
+        await kubectl(kubeconfig_file, "get", "pods", "-n", "payments-prod", "-l", "app=frontend")
+    )
     assert len(rows) == 2
 
     pod = rows[0]["NAME"]
     await kubectl(kubeconfig_file, "label", "pod", pod, "-n", "payments-prod", "tier=gold")
-    assert kubesim_tls.store.get("pods", pod, namespace="payments-prod")["metadata"]["labels"]["tier"] == "gold"
+    assert (
+        kubesim_tls.store.get("pods", pod, namespace="payments-prod")["metadata"]["labels"]["tier"]
+        == "gold"
+    )
     labelled = table(await kubectl(kubeconfig_file, "get", "pods", "-A", "-l", "tier=gold"))
     assert [(r["NAMESPACE"], r["NAME"]) for r in labelled] == [("payments-prod", pod)]
 
@@ -99,26 +113,38 @@ spec:
 """
 
 
-async def test_apply_creates_then_patches_a_manifest(kubesim_tls: KubeSim, kubeconfig_file: Path, tmp_path: Path) -> None:
+async def test_apply_creates_then_patches_a_manifest(
+    kubesim_tls, kubeconfig_file: Path, tmp_path: Path
+) -> None:
     manifest = tmp_path / "hello.yaml"
     manifest.write_text(MANIFEST.replace("REPLICAS", "2").replace("IMAGE", "nginx:1.27"))
-    assert "deployment.apps/hello created" in await kubectl(kubeconfig_file, "apply", "-f", str(manifest))
+    assert "deployment.apps/hello created" in await kubectl(
+        kubeconfig_file, "apply", "-f", str(manifest)
+    )
     created = kubesim_tls.store.get("deployments", "hello", namespace="default")
     assert created["spec"]["replicas"] == 2
     assert "kubectl.kubernetes.io/last-applied-configuration" in created["metadata"]["annotations"]
     kubesim_tls.fleet.reconcile()
     manifest.write_text(MANIFEST.replace("REPLICAS", "3").replace("IMAGE", "nginx:1.28"))
-    assert "deployment.apps/hello configured" in await kubectl(kubeconfig_file, "apply", "-f", str(manifest))
+    assert "deployment.apps/hello configured" in await kubectl(
+        kubeconfig_file, "apply", "-f", str(manifest)
+    )
     applied = kubesim_tls.store.get("deployments", "hello", namespace="default")
     assert applied["spec"]["replicas"] == 3
     assert applied["spec"]["template"]["spec"]["containers"] == [
-        {"name": "hello", "image": "nginx:1.28", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}
+        {
+            "name": "hello",
+            "image": "nginx:1.28",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+        }
     ]
     assert applied["metadata"]["generation"] == 2
     assert "unchanged" in await kubectl(kubeconfig_file, "apply", "-f", str(manifest))
 
 
-async def test_get_pods_watch_prints_a_change_made_through_the_python_api(kubesim_tls: KubeSim, kubeconfig_file: Path) -> None:
+async def test_get_pods_watch_prints_a_change_made_through_the_python_api(
+    kubesim_tls, kubeconfig_file: Path
+) -> None:
     process = await asyncio.create_subprocess_exec(
         "kubectl", "--kubeconfig", str(kubeconfig_file), "get", "pods", "-n", "payments-prod", "-w",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -137,7 +163,9 @@ async def test_get_pods_watch_prints_a_change_made_through_the_python_api(kubesi
         await eventually(lambda: len(lines) >= len(pods) + 1)
         victim = pods[0]["metadata"]["name"]
         kubesim_tls.fleet.crashloop("payments-prod", victim, restarts=3)
-        await eventually(lambda: any(victim in line and "CrashLoopBackOff" in line for line in lines))
+        await eventually(
+            lambda: any(victim in line and "CrashLoopBackOff" in line for line in lines)
+        )
     finally:
         process.terminate()
         await process.wait()

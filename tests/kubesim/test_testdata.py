@@ -73,7 +73,7 @@ def expected_after_round_trip(fixture: dict[str, Any], stored: dict[str, Any]) -
 
 @pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
 async def test_fixture_round_trips_unchanged(path: Path, tmp_path: Path) -> None:
-    fixture = json.loads(path.read_text())
+    fixture = json.loads(path.read_bytes())  # noqa: ASYNC240 - a small local fixture
     async with KubeSim.start(fleet=None, seed=3) as sim:
         sim.store.create("namespaces", {"metadata": {"name": "namespaceValue"}})
         configuration = sim.client_configuration()
