@@ -33,3 +33,15 @@ async def test_module_entry_point_serves_until_stopped(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=10) == 0
+
+
+async def test_realtime_mode_moves_the_fleet_with_the_wall_clock() -> None:
+    from kubesim import KubeSim
+
+    async with KubeSim.start(fleet="small", seed=1) as sim:
+        assert sim.fleet is not None
+        before = sim.clock.now()
+        sim.start_realtime(speed=600, tick=0.05)
+        await asyncio.sleep(0.3)
+        assert (sim.clock.now() - before).total_seconds() >= 60
+        assert sim.fleet.stats.steps >= 2
