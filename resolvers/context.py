@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -11,6 +11,7 @@ from app.auth import Principal, Role
 from app.settings import Settings
 from app.vault import Vault
 from resolvers.errors import Forbidden, Unauthenticated
+from resolvers.statements import CountingPool, StatementCounter
 
 
 @dataclass
@@ -25,6 +26,13 @@ class Context:
     connection_params: dict[str, Any] | None = None
     loaders: dict[str, Any] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
+    statements: StatementCounter = field(default_factory=StatementCounter)
+
+    def __post_init__(self) -> None:
+        # Every statement a resolver sends is counted per request (see resolvers.statements);
+        # the wrapper speaks the pool's API, hence the cast.
+        if not isinstance(self.pool, CountingPool):
+            self.pool = cast(asyncpg.Pool, CountingPool(self.pool, self.statements))
 
     def require(self, role: Role = Role.VIEWER) -> Principal:
         """The caller, if it holds at least ``role``; raises otherwise."""

@@ -11,11 +11,16 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     QueryDepthLimiter,
 )
+from strawberry.schema.config import StrawberryConfig
 
 from schema.cluster_types import Cluster
 from schema.extensions import ErrorCodes, RequireAuthentication
 from schema.mutation import Mutation
+from schema.pod_types import ClusterNode, Pod
 from schema.query import Query
+from schema.scalars import SCALAR_MAP
+from schema.statement_count import StatementCountHeader
+from schema.workload_types import Deployment, HelmRelease, Namespace
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -29,6 +34,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     extensions: list[Any] = [
         ErrorCodes,
         RequireAuthentication,
+        StatementCountHeader,
         lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
@@ -36,5 +42,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not s.introspection:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=Query, mutation=Mutation, types=[Cluster], extensions=extensions
+        query=Query, mutation=Mutation,
+        types=[Cluster, Namespace, ClusterNode, Deployment, Pod, HelmRelease],
+        extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

@@ -13,7 +13,18 @@ from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types import Info
 
+from resolvers.context import Context
+from resolvers.errors import NotFound
+from resolvers.graph_reads import load_cluster_health
+from resolvers.graph_sql import (
+    CLUSTER_DEPLOYMENTS,
+    CLUSTER_HELM_RELEASES,
+    CLUSTER_NAMESPACES,
+    CLUSTER_NODES,
+    CLUSTER_PODS,
+)
 from schema.enums import (
     ClusterOrderField,
     ClusterProvider,
@@ -21,7 +32,12 @@ from schema.enums import (
     HealthStatus,
     OrderDirection,
 )
+from schema.health_types import ClusterCost, ClusterHealth
+from schema.metric_types import metrics_field
+from schema.pod_types import nodes_field, pods_field
 from schema.relay import Node, to_global_id
+from schema.scalars import number
+from schema.workload_types import deployments_field, helm_releases_field, namespaces_field
 
 
 @strawberry.type(description="Current health and why.")
@@ -48,6 +64,32 @@ class Cluster(Node):
     labels: JSON
     created_at: datetime
     updated_at: datetime
+    namespaces = namespaces_field(CLUSTER_NAMESPACES, "Namespaces of this cluster.")
+    nodes = nodes_field(CLUSTER_NODES, "Nodes of this cluster.")
+    deployments = deployments_field(CLUSTER_DEPLOYMENTS, "Deployments in every namespace.")
+    pods = pods_field(CLUSTER_PODS, "Pods in every namespace.")
+    helm_releases = helm_releases_field(CLUSTER_HELM_RELEASES, "Helm releases of the cluster.")
+    metrics = metrics_field("cluster", lambda c: (c.db_id, "", ""))
+
+    @strawberry.field(description="Health verdict and its figures (v_k8s_cluster_health).")
+    async def health(self, info: Info[Context, None]) -> ClusterHealth:
+        row = await load_cluster_health(info.context, self.db_id)
+        if row is None:
+            raise NotFound("cluster not found")
+        return ClusterHealth.from_row(row)
+
+    @strawberry.field(description="Estimated cost from node prices, and the cost engine's "
+                                  "latest hour and month to date.")
+    async def cost(self, info: Info[Context, None]) -> ClusterCost:
+        row = await load_cluster_health(info.context, self.db_id)
+        if row is None:
+            raise NotFound("cluster not found")
+        return ClusterCost(
+            estimated_hourly_cost=number(row["estimated_hourly_cost"]) or 0.0,
+            estimated_monthly_cost=number(row["estimated_monthly_cost"]) or 0.0,
+            last_hour=number(self.row["cost_last_hour"]),
+            month_to_date=number(self.row["cost_month_to_date"]),
+        )
 
     @strawberry.field(description="Health as last computed by the sync engine.")
     def health_state(self) -> ClusterHealthState:

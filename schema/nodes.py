@@ -8,8 +8,12 @@ from typing import Any
 from resolvers import clusters as cluster_reads
 from resolvers.context import Context
 from resolvers.errors import NotFound
+from resolvers.graph_reads import get_one
+from resolvers.graph_sql import DEPLOYMENT, HELM_RELEASE, NAMESPACE, NODE, POD, Entity
 from schema.cluster_types import Cluster
+from schema.pod_types import ClusterNode, Pod
 from schema.relay import Node, from_global_id
+from schema.workload_types import Deployment, HelmRelease, Namespace
 
 
 async def _cluster(ctx: Context, db_id: Any) -> Node | None:
@@ -17,8 +21,23 @@ async def _cluster(ctx: Context, db_id: Any) -> Node | None:
     return Cluster.from_row(row) if row is not None else None
 
 
+def _inventory(entity: Entity, to_node: Callable[[Any], Node]) -> Callable[
+    [Context, Any], Awaitable[Node | None]
+]:
+    async def resolve(ctx: Context, db_id: Any) -> Node | None:
+        row = await get_one(ctx, entity, db_id)
+        return to_node(row) if row is not None else None
+
+    return resolve
+
+
 NODE_RESOLVERS: dict[str, Callable[[Context, Any], Awaitable[Node | None]]] = {
     "Cluster": _cluster,
+    "Namespace": _inventory(NAMESPACE, Namespace.from_row),
+    "ClusterNode": _inventory(NODE, ClusterNode.from_row),
+    "Deployment": _inventory(DEPLOYMENT, Deployment.from_row),
+    "Pod": _inventory(POD, Pod.from_row),
+    "HelmRelease": _inventory(HELM_RELEASE, HelmRelease.from_row),
 }
 
 

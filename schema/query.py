@@ -10,10 +10,15 @@ from strawberry.types import Info
 from resolvers import clusters as cluster_reads
 from resolvers.context import Context
 from resolvers.errors import NotFound
+from resolvers.fleet_health import fleet_health
+from resolvers.graph_sql import FLEET_DEPLOYMENTS, FLEET_NAMESPACES, FLEET_PODS
 from schema.cluster_types import Cluster, ClusterFilter, ClusterOrder
 from schema.enums import OrderDirection, Role
+from schema.health_types import FleetHealth
 from schema.nodes import resolve_node
+from schema.pod_types import pods_field
 from schema.relay import Connection, Node, connection, expect_global_id
+from schema.workload_types import deployments_field, namespaces_field
 
 
 @strawberry.type(description="Who is asking: the organization and role of the token.")
@@ -68,6 +73,17 @@ class Query:
         if row is None:
             raise NotFound("cluster not found")
         return Cluster.from_row(row)
+
+    namespaces = namespaces_field(FLEET_NAMESPACES, "Namespaces across all the caller's "
+                                                    "clusters.")
+    deployments = deployments_field(FLEET_DEPLOYMENTS, "Deployments across all the caller's "
+                                                       "clusters.")
+    pods = pods_field(FLEET_PODS, "Pods across all the caller's clusters.")
+
+    @strawberry.field(description="Totals over the caller's clusters, and clusters per health "
+                                  "state.")
+    async def fleet_health(self, info: Info[Context, None]) -> FleetHealth:
+        return FleetHealth.of(await fleet_health(info.context))
 
     @strawberry.field(description="Any object by its global ID (Relay).")
     async def node(

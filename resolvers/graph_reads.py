@@ -1,0 +1,207 @@
+"""Set-based reads behind every connection and nested field of the graph.
+
+One statement per (relation, arguments) per request: the page of children for *all* parents
+is cut with a window over ``PARTITION BY parent``, and the same window counts each parent's
+matches, so ``totalCount`` costs nothing extra. Rows before an ``after`` cursor still take
+part in the count (they are filtered out after the window), which keeps ``totalCount`` exact on
+every page, including an empty last one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from resolvers.clusters import CLUSTER_COLUMNS
+from resolvers.context import Context
+from resolvers.dataloaders import BatchLoader
+from resolvers.graph_filters import InventoryFilterArgs, filter_clauses
+from resolvers.graph_sql import NODE, Entity, Relation
+from resolvers.pagination import (
+    Page,
+    check_first,
+    decode_cursor,
+    encode_cursor,
+    keyset_clause,
+    order_by,
+    sort_key_columns,
+)
+from resolvers.sql import Params, where
+
+
+@dataclass(frozen=True)
+class PageArgs:
+    """A connection's arguments; part of the loader's identity (hashable on purpose)."""
+
+    first: int = 50
+    after: str | None = None
+    order: str = "NAME"
+    descending: bool = False
+    filter: InventoryFilterArgs | None = None
+
+
+@dataclass
+class ChildPage:
+    page: Page
+    total: int
+
+
+def _empty_page(args: PageArgs) -> ChildPage:
+    return ChildPage(Page(rows=[], cursors=[], has_next_page=False,
+                          has_previous_page=args.after is not None), 0)
+
+
+@dataclass
+class _PageQuery:
+    sql: str
+    params: list[Any]
+    kind: str
+    key_count: int
+
+
+def page_query(ctx: Context, relation: Relation, parent_ids: list[uuid.UUID],
+               args: PageArgs) -> _PageQuery:
+    """The one statement that reads ``args``' page of ``relation`` for every parent."""
+    principal = ctx.require()
+    entity = relation.entity
+    keys = entity.sort_keys(args.order, args.descending)
+    kind = f"{relation.name}:{args.order}:{args.descending}"
+    params = Params(principal.organization_id, parent_ids)
+    clauses = ["c.organization_id = $1", f"{relation.parent} = ANY($2::uuid[])",
+               *filter_clauses(entity, args.filter, params)]
+    after = "true"
+    if args.after is not None:
+        values = decode_cursor(ctx.cursor_key, principal.organization_id, kind, args.after)
+        after = keyset_clause(keys, values, params)
+    parent = relation.parent
+    ordering = order_by(keys)
+    sql = f"""
+SELECT * FROM (
+    SELECT {entity.select_list}, {parent} AS _parent, {sort_key_columns(keys)},
+           count(*) OVER (PARTITION BY {parent}) AS _total,
+           ({after}) AS _after,
+           row_number() OVER (PARTITION BY {parent} ORDER BY {ordering}) AS _pos,
+           count(*) FILTER (WHERE {after}) OVER (
+               PARTITION BY {parent} ORDER BY {ordering} ROWS UNBOUNDED PRECEDING) AS _rn
+      FROM {relation.from_sql}
+     WHERE {where(clauses)}
+) s
+WHERE (s._after AND s._rn <= {params.add(args.first + 1)}) OR s._pos = 1
+ORDER BY s._parent, s._pos"""
+    return _PageQuery(sql, params.values, kind, len(keys))
+
+
+async def fetch_child_pages(
+    ctx: Context, relation: Relation, parent_ids: list[uuid.UUID], args: PageArgs
+) -> dict[uuid.UUID, ChildPage]:
+    check_first(args.first, ctx.settings.max_page_size)
+    query = page_query(ctx, relation, parent_ids, args)
+    org_id = ctx.require().organization_id
+    grouped: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
+    totals: dict[uuid.UUID, int] = {}
+    for row in await ctx.pool.fetch(query.sql, *query.params):
+        totals[row["_parent"]] = row["_total"]
+        if row["_after"]:
+            grouped[row["_parent"]].append(row)
+    pages: dict[uuid.UUID, ChildPage] = {}
+    for parent_id, total in totals.items():
+        rows = grouped.get(parent_id, [])
+        shown = rows[: args.first]
+        cursors = [
+            encode_cursor(ctx.cursor_key, org_id, query.kind,
+                          [r[f"_k{i}"] for i in range(query.key_count)])
+            for r in shown
+        ]
+        pages[parent_id] = ChildPage(
+            Page(rows=shown, cursors=cursors, has_next_page=len(rows) > args.first,
+                 has_previous_page=args.after is not None),
+            total,
+        )
+    return pages
+
+
+async def load_child_page(
+    ctx: Context, relation: Relation, parent_id: uuid.UUID, args: PageArgs
+) -> ChildPage:
+    """The page under one parent, batched with every sibling asking the same question."""
+    check_first(args.first, ctx.settings.max_page_size)
+
+    def factory(c: Context) -> BatchLoader[uuid.UUID, ChildPage]:
+        async def fetch(ids: list[uuid.UUID]) -> Mapping[uuid.UUID, ChildPage]:
+            return await fetch_child_pages(c, relation, ids, args)
+
+        return BatchLoader(fetch, missing=lambda: _empty_page(args))
+
+    loader = ctx.loader(f"page:{relation.name}:{args!r}", factory)
+    page: ChildPage = await loader.load(parent_id)
+    return page
+
+
+async def get_one(ctx: Context, entity: Entity, db_id: uuid.UUID) -> asyncpg.Record | None:
+    """One row by id within the caller's organization (``node(id)``)."""
+    principal = ctx.require()
+    row: asyncpg.Record | None = await ctx.pool.fetchrow(
+        f"SELECT {entity.select_list} FROM {entity.base_from} "
+        f"WHERE c.organization_id = $1 AND {entity.alias}.id = $2",
+        principal.organization_id, db_id,
+    )
+    return row
+
+
+def _keyed_loader(ctx: Context, name: str, sql: str, key_column: str) -> BatchLoader[Any, Any]:
+    """A loader of one row per key from ``sql`` (``$1`` organization, ``$2`` the key array)."""
+
+    def factory(c: Context) -> BatchLoader[Any, Any]:
+        async def fetch(keys: list[Any]) -> Mapping[Any, Any]:
+            rows = await c.pool.fetch(sql, c.require().organization_id, keys)
+            return {row[key_column]: row for row in rows}
+
+        return BatchLoader(fetch, missing=lambda: None)
+
+    loader: BatchLoader[Any, Any] = ctx.loader(name, factory)
+    return loader
+
+
+async def load_cluster_health(ctx: Context, cluster_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await _keyed_loader(
+        ctx, "cluster_health",
+        "SELECT * FROM v_k8s_cluster_health WHERE organization_id = $1 "
+        "AND cluster_id = ANY($2::uuid[])", "cluster_id",
+    ).load(cluster_id)
+    return row
+
+
+async def load_namespace_cost(ctx: Context, namespace_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await _keyed_loader(
+        ctx, "namespace_cost",
+        "SELECT * FROM v_k8s_namespace_costs WHERE organization_id = $1 "
+        "AND namespace_id = ANY($2::uuid[])", "namespace_id",
+    ).load(namespace_id)
+    return row
+
+
+async def load_cluster(ctx: Context, cluster_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await _keyed_loader(
+        ctx, "cluster_by_id",
+        f"SELECT {CLUSTER_COLUMNS} FROM k8s_clusters c WHERE c.organization_id = $1 "
+        "AND c.id = ANY($2::uuid[])", "id",
+    ).load(cluster_id)
+    return row
+
+
+async def load_node_by_name(
+    ctx: Context, cluster_id: uuid.UUID, name: str
+) -> asyncpg.Record | None:
+    """The live node a pod runs on, by (cluster, node name)."""
+    row: asyncpg.Record | None = await _keyed_loader(
+        ctx, "node_by_name",
+        f"SELECT {NODE.select_list}, (nd.cluster_id::text || '/' || nd.name) AS _key "
+        f"FROM {NODE.base_from} WHERE c.organization_id = $1 AND nd.deleted_at IS NULL "
+        "AND (nd.cluster_id::text || '/' || nd.name) = ANY($2::text[])", "_key",
+    ).load(f"{cluster_id}/{name}")
+    return row
