@@ -284,6 +284,10 @@ class ClusterSync:
         )
 
     @property
+    def flusher(self) -> Flusher | None:
+        return self._flusher
+
+    @property
     def informers(self) -> tuple[Informer, ...]:
         return tuple(self._informers)
 

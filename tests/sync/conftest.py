@@ -94,3 +94,31 @@ async def running_sync(
 async def new_cluster(pool: asyncpg.Pool, vault: Vault, sim: KubeSim, **kw: Any) -> uuid.UUID:
     async with pool.acquire() as conn:
         return await register_cluster(conn, vault, server=sim.url, token=sim.token, **kw)
+
+
+@pytest.fixture(scope="module")
+async def own_database(server_url: str) -> AsyncIterator[str]:
+    """A migrated database for one test module, for tests that act on *every* cluster
+    (supervisors) or every partition (housekeeping)."""
+    from app.migrations import upgrade_to_head
+    from tests.conftest import with_database
+
+    name = f"fg_sync_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(server_url, name)
+        await asyncio.to_thread(upgrade_to_head, url)
+        yield url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+async def own_pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
+    from app.db import create_pool
+
+    pool = await create_pool(own_database, max_size=12)
+    yield pool
+    await pool.close()

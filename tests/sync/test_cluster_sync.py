@@ -354,3 +354,31 @@ async def test_absent_metrics_api_is_reported_and_everything_else_syncs(
         assert await db_pool.fetchval(
             "SELECT count(*) FROM k8s_resource_metrics WHERE cluster_id = $1", cluster_id
         ) == 0
+
+
+async def test_dropped_database_connections_are_retried_without_losing_events(
+    db_pool: asyncpg.Pool, vault: Vault, sim: KubeSim
+) -> None:
+    cluster_id = await new_cluster(db_pool, vault, sim)
+    async with running_sync(db_pool, vault, cluster_id) as sync:
+        assert sync.flusher is not None
+        async with db_pool.acquire() as blocker:
+            # Hold the flush inside its transaction, then kill its connection mid-write.
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("LOCK TABLE k8s_pods IN ACCESS EXCLUSIVE MODE")
+            for i in range(5):
+                new_pod(sim, f"during-outage-{i}")
+            waiting = await eventually(
+                lambda: db_pool.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%k8s_pods%'"
+                ),
+                within=5,
+            )
+            await db_pool.execute("SELECT pg_terminate_backend($1)", waiting[0]["pid"])
+            await tx.rollback()
+        for i in range(5):
+            await eventually(partial(pod_row, db_pool, cluster_id, f"during-outage-{i}"))
+        assert sync.flusher.retries >= 1
+        assert (await counts(db_pool, cluster_id))["pods"] == len(live(sim, "pods"))
