@@ -1,0 +1,173 @@
+"""How long costing one hour of a 10,000-pod cluster takes, against reading its samples once.
+
+The allocation is set-based SQL, so its floor is the scan of the hour's samples: the ratio
+printed here says how much work beyond that one read the whole computation (allocation,
+idle, hour and day rollups, ledger, cluster totals) costs. Rows are generated directly in SQL.
+
+    .venv/bin/python bench/bench_cost.py [--pods 10000] [--samples-per-pod 60] [--runs 5]
+
+Uses ``DATABASE_URL`` when set, else an embedded PostgreSQL in a temporary folder; either way
+it works in a scratch database it drops at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from app.db import create_pool, database_url_or_embedded
+from app.migrations import upgrade_to_head
+from sync.cost.allocation import compute_hour, floor_hour
+from sync.cost.pricing import PriceBook
+
+# The allocation may cost this many single reads of its samples before we call it slow.
+RATIO_FLOOR = 4.0
+
+GENERATE = """
+WITH org AS (INSERT INTO organizations (slug, name) VALUES ('bench', 'bench') RETURNING id)
+INSERT INTO k8s_clusters (organization_id, name, provider, api_server_url,
+                          kubeconfig_encrypted, kubeconfig_key_id, created_at)
+SELECT id, 'bench', 'eks', 'https://bench', '\\x00', 'k', $1 FROM org RETURNING id
+"""
+
+NODES = """
+INSERT INTO k8s_nodes (cluster_id, uid, name, capacity_cpu_cores, capacity_memory_bytes,
+                       instance_type, created_at)
+SELECT $1, 'node-' || n, 'node-' || n, 32, 128 * 1073741824::bigint,
+       CASE WHEN n % 2 = 0 THEN 'm5.8xlarge' END, $2
+  FROM generate_series(1, $3) n
+"""
+
+NAMESPACES = """
+INSERT INTO k8s_namespaces (cluster_id, uid, name, team, cost_center, created_at)
+SELECT $1, 'ns-' || n, 'ns-' || n, 'team-' || (n % 7), 'cc-' || (n % 5), $2
+  FROM generate_series(1, 50) n
+"""
+
+PODS = """
+INSERT INTO k8s_pods (cluster_id, uid, namespace, name, node_name, deployment_name, labels,
+                      phase, requests_cpu_cores, requests_memory_bytes, created_at, start_time,
+                      deleted_at)
+SELECT $1, 'pod-' || p, 'ns-' || (p % 50 + 1), 'pod-' || p, 'node-' || (p % $4 + 1),
+       'deploy-' || (p % 400),
+       CASE WHEN p % 10 = 0 THEN jsonb_build_object('team', 'override') ELSE '{}' END,
+       'Running', 0.1 + (p % 5) * 0.1, (256 + (p % 4) * 256) * 1048576::bigint,
+       $2::timestamptz - CASE WHEN p % 20 = 0 THEN interval '-20 minutes' ELSE interval '1 day' END,
+       $2::timestamptz - CASE WHEN p % 20 = 0 THEN interval '-21 minutes' ELSE interval '1 day' END,
+       CASE WHEN p % 25 = 0 THEN $2::timestamptz + interval '40 minutes' END
+  FROM generate_series(1, $3) p
+"""
+
+SAMPLES = """
+INSERT INTO k8s_resource_metrics (cluster_id, level, namespace, name, sampled_at, cpu_cores,
+                                  memory_bytes, storage_bytes, network_tx_bytes)
+SELECT $1, 'pod', 'ns-' || (p % 50 + 1), 'pod-' || p,
+       $2::timestamptz + make_interval(secs => s * 3600.0 / $4), ((p * 7 + s) % 50) / 100.0,
+       (200 + (p + s) % 600) * 1048576::bigint, 1073741824::bigint, s * 1048576::bigint
+  FROM generate_series(1, $3) p, generate_series(0, $4 - 1) s
+ WHERE p % 13 <> 0  -- some pods have no samples: costed on requests
+"""
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointed at another database (socket-style URLs too)."""
+    head, sep, query = url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{database}{sep}{query}"
+
+
+# The same scan with the rows consumed in the server, so client decoding does not flatter us.
+SCAN = """
+SELECT count(*), sum(cpu_cores), sum(memory_bytes), sum(storage_bytes), sum(network_tx_bytes),
+       max(namespace), max(name)
+  FROM k8s_resource_metrics
+ WHERE cluster_id = $1 AND level = 'pod' AND sampled_at >= $2 AND sampled_at < $3
+"""
+
+READ = """
+SELECT namespace, name, sampled_at, cpu_cores, memory_bytes, storage_bytes, network_tx_bytes
+  FROM k8s_resource_metrics
+ WHERE cluster_id = $1 AND level = 'pod' AND sampled_at >= $2 AND sampled_at < $3
+"""
+
+
+async def _bench(url: str, *, pods: int, samples_per_pod: int, runs: int) -> None:
+    hour = floor_hour(datetime.now(UTC)) - timedelta(hours=1)
+    pool = await create_pool(url, statement_timeout_ms=600_000, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            started = time.perf_counter()
+            cluster = await conn.fetchval(GENERATE, hour - timedelta(days=2))
+            nodes = max(1, pods // 50)
+            await conn.execute(NODES, cluster, hour - timedelta(days=2), nodes)
+            await conn.execute(NAMESPACES, cluster, hour - timedelta(days=2))
+            await conn.execute(PODS, cluster, hour, pods, nodes)
+            await conn.execute(SAMPLES, cluster, hour, pods, samples_per_pod)
+            await conn.execute("VACUUM ANALYZE")
+            generated = time.perf_counter() - started
+            samples = await conn.fetchval(
+                "SELECT count(*) FROM k8s_resource_metrics WHERE cluster_id = $1", cluster
+            )
+            book = PriceBook.from_env({})
+            read_times, scan_times, compute_times = [], [], []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                await conn.fetchrow(SCAN, cluster, hour, hour + timedelta(hours=1))
+                scan_times.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                rows = await conn.fetch(READ, cluster, hour, hour + timedelta(hours=1))
+                read_times.append(time.perf_counter() - t0)
+                assert len(rows) == samples
+                t0 = time.perf_counter()
+                result = await compute_hour(conn, cluster_id=cluster, hour=hour, book=book,
+                                            now=hour + timedelta(hours=2))
+                compute_times.append(time.perf_counter() - t0)
+            assert result is not None
+    finally:
+        await pool.close()
+    read, compute = statistics.median(read_times), statistics.median(compute_times)
+    scan = statistics.median(scan_times)
+    ratio = compute / scan
+    print(f"fleet: {pods} pods on {nodes} nodes, 50 namespaces, {samples} samples in the hour "
+          f"(generated in {generated:.1f} s)")
+    print(f"hour total {result.total_cost} = allocated {result.allocated_cost} "
+          f"+ idle {result.idle_cost}; {result.pod_count} pods costed")
+    print(f"SELECT of the hour's samples, rows to Python: median {read * 1000:.1f} ms")
+    print(f"SELECT of the hour's samples, aggregated in server: median {scan * 1000:.1f} ms")
+    print(f"compute_hour (allocation + rollups + ledger): median {compute * 1000:.1f} ms "
+          f"({runs} runs each)")
+    print(f"ratio compute / fetched SELECT = {compute / read:.2f}")
+    print(f"ratio compute / server-side SELECT = {ratio:.2f} (floor: <= {RATIO_FLOOR:.1f}) "
+          f"-> {'OK' if ratio <= RATIO_FLOOR else 'SLOW'}")
+
+
+async def _main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp, database_url_or_embedded(
+        os.environ.get("DATABASE_URL"), Path(tmp)
+    ) as server:
+        name = f"fg_bench_{uuid.uuid4().hex[:10]}"
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            url = with_database(server, name)
+            await asyncio.to_thread(upgrade_to_head, url)
+            await _bench(url, pods=args.pods, samples_per_pod=args.samples_per_pod,
+                         runs=args.runs)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--samples-per-pod", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=5)
+    asyncio.run(_main(parser.parse_args()))
