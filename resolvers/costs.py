@@ -1,0 +1,158 @@
+"""Cost reads and writes for the graph: thin, organization-scoped wrappers over ``sync.cost``.
+
+The cost engine owns the arithmetic; this module only adds who may ask (viewer to read, admin
+to change prices and budgets), turns engine ``ValueError``s into ``BAD_USER_INPUT``, and makes
+a cluster of another organization indistinguishable from one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from app.auth import Role
+from resolvers.context import Context
+from resolvers.errors import BadUserInput, NotFound
+from sync.cost import budgets as budget_engine
+from sync.cost import pricing as pricing_engine
+from sync.cost.query import CostRow, GroupBy, ShareMode, query_costs
+
+_BOOK: pricing_engine.PriceBook | None = None
+
+
+def price_book(ctx: Context) -> pricing_engine.PriceBook:
+    """The process's price book (``services['price_book']`` when the app put one there)."""
+    global _BOOK
+    book = ctx.services.get("price_book")
+    if isinstance(book, pricing_engine.PriceBook):
+        return book
+    if _BOOK is None:
+        _BOOK = pricing_engine.PriceBook.from_env()
+    return _BOOK
+
+
+def _bad_input(exc: ValueError) -> BadUserInput:
+    field, _, reason = str(exc).partition(": ")
+    return BadUserInput(field, reason) if reason else BadUserInput("input", str(exc))
+
+
+async def costs(
+    ctx: Context,
+    *,
+    start: datetime,
+    end: datetime,
+    group_by: Sequence[GroupBy],
+    share_idle: bool,
+    shared_namespaces: Sequence[str] | None,
+    share_mode: ShareMode,
+    cluster_ids: Sequence[uuid.UUID] | None,
+) -> list[CostRow]:
+    principal = ctx.require()
+    if end < start:
+        raise BadUserInput("window.to", "must not be before window.from")
+    async with ctx.pool.acquire() as conn:
+        return await query_costs(
+            conn, organization_id=principal.organization_id, start=start, end=end,
+            group_by=group_by, share_idle=share_idle, shared_namespaces=shared_namespaces,
+            share_mode=share_mode, cluster_ids=cluster_ids,
+        )
+
+
+async def cluster_pricing(
+    ctx: Context, cluster_id: uuid.UUID
+) -> pricing_engine.ClusterPricing | None:
+    principal = ctx.require()
+    async with ctx.pool.acquire() as conn:
+        return await pricing_engine.get_cluster_pricing(
+            conn, organization_id=principal.organization_id, cluster_id=cluster_id,
+            at=datetime.now(UTC), book=price_book(ctx),
+        )
+
+
+async def set_cluster_pricing(
+    ctx: Context,
+    cluster_id: uuid.UUID,
+    *,
+    prices: Mapping[str, Decimal | None],
+    instance_types: Mapping[str, Decimal | None] | None,
+    currency: str | None,
+) -> pricing_engine.ClusterPricing:
+    principal = ctx.require(Role.ADMIN)
+    async with ctx.pool.acquire() as conn:
+        try:
+            result = await pricing_engine.set_cluster_pricing(
+                conn, organization_id=principal.organization_id, cluster_id=cluster_id,
+                effective_from=datetime.now(UTC), book=price_book(ctx),
+                instance_types=instance_types, currency=currency, **prices,
+            )
+        except ValueError as exc:
+            raise _bad_input(exc) from None
+    if result is None:
+        raise NotFound("cluster not found")
+    return result
+
+
+async def budgets(ctx: Context) -> list[budget_engine.BudgetStatus]:
+    principal = ctx.require()
+    async with ctx.pool.acquire() as conn:
+        return await budget_engine.budget_statuses(
+            conn, organization_id=principal.organization_id, now=datetime.now(UTC)
+        )
+
+
+async def set_budget(
+    ctx: Context,
+    *,
+    scope_kind: str,
+    scope_value: str,
+    amount_monthly: Decimal,
+    currency: str,
+    cluster_id: uuid.UUID | None,
+) -> budget_engine.BudgetStatus:
+    principal = ctx.require(Role.ADMIN)
+    async with ctx.pool.acquire() as conn:
+        try:
+            budget = await budget_engine.set_budget(
+                conn, organization_id=principal.organization_id, scope_kind=scope_kind,
+                scope_value=scope_value, amount_monthly=amount_monthly, currency=currency,
+                cluster_id=cluster_id,
+            )
+        except ValueError as exc:
+            raise _bad_input(exc) from None
+        [status] = await budget_engine.budget_statuses(
+            conn, organization_id=principal.organization_id, now=datetime.now(UTC),
+            budget_ids=[budget.id],
+        )
+    return status
+
+
+async def budget_alerts(ctx: Context) -> AsyncIterator[dict[str, Any]]:
+    """Payloads of ``fleetgraph_budget_alerts`` notifications for the caller's organization.
+
+    One pooled connection is held for the subscription's lifetime and released (which also
+    UNLISTENs) when the client goes away.
+    """
+    principal = ctx.require()
+    org = str(principal.organization_id)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        with contextlib.suppress(ValueError, asyncio.QueueFull):
+            data = orjson.loads(payload)
+            if isinstance(data, dict) and data.get("organization_id") == org:
+                queue.put_nowait(data)
+
+    async with ctx.pool.acquire() as conn:
+        await conn.add_listener(budget_engine.BUDGET_ALERTS_CHANNEL, on_notify)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            await conn.remove_listener(budget_engine.BUDGET_ALERTS_CHANNEL, on_notify)
