@@ -23,6 +23,7 @@ import contextlib
 import logging
 import random
 import re
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class SyncOptions:
     heartbeat_interval: float = 15.0
     metrics_interval: float = 30.0
     health_interval: float = 60.0
+    health_min_interval: float = 1.0
     rescan_interval: float = 30.0
     housekeeping_interval: float = 86_400.0
     months_ahead: int = 3
@@ -197,6 +199,7 @@ class Flusher:
         self._backoff = Backoff(initial=min(options.backoff_initial, 0.5), maximum=5.0)
         self.flushes = 0
         self.retries = 0
+        self._last_health = 0.0
 
     def put(self, kind: str, uid: str, value: Any) -> None:
         self._pending.put(kind, uid, value)
@@ -223,8 +226,14 @@ class Flusher:
             batch, self._pending = self._pending, Batch()
             kinds, self._extra_kinds = self._extra_kinds, set()
             assess, self._assess = self._assess, False
+            # Health is a scan of the cluster's rows: at most once per health_min_interval;
+            # a change in between is assessed when the interval is up.
+            wait = self._last_health + self._options.health_min_interval - time.monotonic()
+            health_now = assess or wait <= 0
             try:
-                await self.writer.flush(batch, extra_kinds=kinds, assess=assess)
+                result = await self.writer.flush(
+                    batch, extra_kinds=kinds, assess=assess, health=health_now
+                )
             except TRANSIENT_DB_ERRORS as exc:
                 self.retries += 1
                 batch.absorb(self._pending)
@@ -239,6 +248,12 @@ class Flusher:
                 continue
             self._backoff.reset()
             self.flushes += 1
+            if health_now and (assess or result.kinds):
+                self._last_health = time.monotonic()
+            elif result.kinds:
+                self._assess = True
+                asyncio.get_running_loop().call_later(max(wait, 0.0), self._wake.set)
+                return
 
     async def run(self) -> None:
         while True:
@@ -382,6 +397,11 @@ class ClusterSync:
             await informer.list()
             await self._progress(informer, started)
         await flusher.flush()
+        with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
+            # Plans for the per-flush statements need statistics, which a bulk load lacks.
+            await self._pool.execute(
+                "ANALYZE k8s_pods, k8s_replicasets, k8s_deployments, k8s_nodes, k8s_namespaces"
+            )
         await self._mark_reachable(force=True)
         backoff.reset()
         self.synced.set()
@@ -430,8 +450,9 @@ class ClusterSync:
             log.info("cluster %s: metrics unavailable this round (%s)", self.cluster_id,
                      type(exc).__name__)
             return
+        lock = self._flusher.writer.lock if self._flusher is not None else asyncio.Lock()
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with lock, self._pool.acquire() as conn, conn.transaction():
                 await write_metrics(
                     conn, cluster_id=self.cluster_id, snapshot=snapshot, sampled_at=sampled_at
                 )

@@ -216,27 +216,31 @@ async def update_cluster_health(
     return report, previous is not None and previous != report.status.value
 
 
+# One grouped pass over the cluster's pods, then a hash join: a per-deployment subquery
+# would be planned per row, and right after a bulk list the statistics are not there yet.
 _DEPLOYMENT_HEALTH = """
-WITH verdict AS (
+WITH troubled AS (
+    SELECT namespace, deployment_name,
+           count(*) FILTER (
+               WHERE containers @> '[{"waitingReason": "CrashLoopBackOff"}]') AS crashing,
+           count(*) FILTER (
+               WHERE containers @> '[{"lastTerminatedReason": "OOMKilled"}]') AS oom_killed
+      FROM k8s_pods
+     WHERE cluster_id = $1 AND deleted_at IS NULL AND deployment_name IS NOT NULL
+     GROUP BY namespace, deployment_name
+), verdict AS (
     SELECT d.id,
            CASE WHEN d.replicas_desired > 0 AND d.replicas_available = 0 THEN 'critical'
-                WHEN d.replicas_available < d.replicas_desired OR p.crashing > 0
-                     OR p.oom_killed > 0 THEN 'degraded'
+                WHEN d.replicas_available < d.replicas_desired
+                     OR COALESCE(p.crashing, 0) > 0 OR COALESCE(p.oom_killed, 0) > 0
+                     THEN 'degraded'
                 ELSE 'healthy' END AS status,
            concat_ws('; ',
                d.replicas_available || '/' || d.replicas_desired || ' available',
                CASE WHEN p.crashing > 0 THEN p.crashing || ' CrashLoopBackOff' END,
                CASE WHEN p.oom_killed > 0 THEN p.oom_killed || ' OOMKilled' END) AS reason
       FROM k8s_deployments d
-      LEFT JOIN LATERAL (
-          SELECT count(*) FILTER (
-                     WHERE containers @> '[{"waitingReason": "CrashLoopBackOff"}]') AS crashing,
-                 count(*) FILTER (
-                     WHERE containers @> '[{"lastTerminatedReason": "OOMKilled"}]') AS oom_killed
-            FROM k8s_pods
-           WHERE cluster_id = d.cluster_id AND namespace = d.namespace
-             AND deployment_name = d.name AND deleted_at IS NULL
-      ) p ON true
+      LEFT JOIN troubled p ON p.namespace = d.namespace AND p.deployment_name = d.name
      WHERE d.cluster_id = $1 AND d.deleted_at IS NULL
 )
 UPDATE k8s_deployments d SET health_status = v.status, health_reason = v.reason

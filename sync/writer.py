@@ -18,6 +18,7 @@ are swapped in only after the transaction commits, so a failed flush can be retr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -266,9 +267,17 @@ class ClusterWriter:
         self.organization_id = organization_id
         self._quotas: dict[str, QuotaRow] = {}
         self._helm: dict[str, HelmRevision] = {}
+        # Flushes and the metrics job both update k8s_pods rows; taking turns here keeps them
+        # from deadlocking on each other's row locks.
+        self.lock = asyncio.Lock()
 
     async def flush(
-        self, batch: Batch, *, extra_kinds: Iterable[str] = (), assess: bool = False
+        self,
+        batch: Batch,
+        *,
+        extra_kinds: Iterable[str] = (),
+        assess: bool = False,
+        health: bool = True,
     ) -> FlushResult:
         """Write ``batch`` in one transaction, recompute health, send one NOTIFY.
 
@@ -279,7 +288,7 @@ class ClusterWriter:
         changed: set[str] = set(extra_kinds)
         rows = 0
         quotas, helm = self._quotas, self._helm
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.lock, self._pool.acquire() as conn, conn.transaction():
             for kind in TABLE_KINDS:
                 values = batch.items.get(kind)
                 if values is None:
@@ -306,7 +315,7 @@ class ClusterWriter:
                 if count:
                     changed.add(HELM)
             health_changed, health_status = False, None
-            if changed or assess:
+            if assess or (changed and health):
                 await update_deployment_health(conn, self.cluster_id)
                 report, health_changed = await update_cluster_health(conn, self.cluster_id)
                 health_status = report.status.value
