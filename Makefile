@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/fleetgraph serve
+	$(BIN)/fleetgraph demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +24,9 @@ from app.kube_client import ConnectionProbe, probe_connection
 from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
 from resolvers.clusters import CLUSTER_COLUMNS
 from resolvers.context import Context
+from resolvers.costs import price_book
 from resolvers.errors import NotFound
+from sync.cost.pricing import set_cluster_pricing
 
 REGISTRY_CHANNEL = "fleetgraph_registry"
 PROVIDERS = ("eks", "gke", "aks", "k3s", "vanilla")
@@ -32,12 +35,6 @@ _LABEL_KEY = re.compile(
     r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
-_PRICE_FIELDS = {
-    "cpu_core_hour": "price_cpu_core_hour",
-    "memory_gib_hour": "price_memory_gib_hour",
-    "storage_gib_hour": "price_storage_gib_hour",
-    "network_gib": "price_network_gib",
-}
 _PRICE_NAMES = {
     "cpu_core_hour": "cpuCoreHour", "memory_gib_hour": "memoryGibHour",
     "storage_gib_hour": "storageGibHour", "network_gib": "networkGib",
@@ -99,8 +96,22 @@ def _check_pricing(
         if value is not None and not (Decimal(0) <= value < Decimal(10_000)):
             problems.append(FieldProblem(f"pricing.{_PRICE_NAMES[key]}",
                                          "must be at least 0 and below 10000"))
-        out[_PRICE_FIELDS[key]] = value
+        if value is not None:
+            out[key] = value
     return out
+
+
+async def _record_prices(
+    conn: asyncpg.Connection, ctx: Context, cluster_id: uuid.UUID,
+    prices: dict[str, Decimal | None],
+) -> None:
+    """Prices go into the cost engine's history (effective now), never straight into the
+    cluster row, so hours already computed keep the price they were computed with."""
+    if prices:
+        await set_cluster_pricing(
+            conn, organization_id=ctx.require().organization_id, cluster_id=cluster_id,
+            effective_from=datetime.now(UTC), book=price_book(ctx), **prices,  # type: ignore[arg-type]
+        )
 
 
 def _check_kubeconfig(
@@ -150,7 +161,7 @@ async def register_cluster(ctx: Context, args: ClusterInputArgs) -> asyncpg.Reco
         "id": cluster_id, "organization_id": principal.organization_id, "name": name,
         "provider": args.provider, "region": args.region, "api_server_url": kc.server_url,
         "kubeconfig_encrypted": sealed.ciphertext, "kubeconfig_key_id": sealed.key_id,
-        "context_name": kc.context_name, "labels": labels or {}, **prices,
+        "context_name": kc.context_name, "labels": labels or {},
     }
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -163,6 +174,7 @@ async def register_cluster(ctx: Context, args: ClusterInputArgs) -> asyncpg.Reco
             raise InvalidInputError(
                 [FieldProblem("name", f"a cluster named {name!r} already exists")]
             ) from None
+        await _record_prices(conn, ctx, cluster_id, prices)
         await _notify(conn, cluster_id, "registered")
         return await _fetch_owned(conn, ctx, cluster_id)
 
@@ -180,8 +192,7 @@ async def update_cluster(
         changes["region"] = args.region
     if args.labels is not None:
         changes["labels"] = _check_labels(args.labels, problems)
-    if args.pricing is not None:
-        changes.update(_check_pricing(args.pricing, problems))
+    prices = _check_pricing(args.pricing, problems)
     if problems:
         raise InvalidInputError(problems)
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -191,6 +202,7 @@ async def update_cluster(
                 changes["status"] = "disabled"
             elif row["status"] == "disabled":
                 changes["status"] = "pending"
+        await _record_prices(conn, ctx, cluster_id, prices)
         if changes:
             sets = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
             try:

@@ -25,6 +25,7 @@ from resolvers.graph_sql import (
     CLUSTER_NODES,
     CLUSTER_PODS,
 )
+from schema.cost_types import cluster_pricing_field
 from schema.enums import (
     ClusterOrderField,
     ClusterProvider,
@@ -70,6 +71,8 @@ class Cluster(Node):
     pods = pods_field(CLUSTER_PODS, "Pods in every namespace.")
     helm_releases = helm_releases_field(CLUSTER_HELM_RELEASES, "Helm releases of the cluster.")
     metrics = metrics_field("cluster", lambda c: (c.db_id, "", ""))
+
+    pricing = cluster_pricing_field()
 
     @strawberry.field(description="Health verdict and its figures (v_k8s_cluster_health).")
     async def health(self, info: Info[Context, None]) -> ClusterHealth:

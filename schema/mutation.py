@@ -18,6 +18,7 @@ from schema.cluster_types import (
     RegisterClusterInput,
     UpdateClusterInput,
 )
+from schema.cost_types import CostMutation
 from schema.relay import expect_global_id, to_global_id
 
 
@@ -35,7 +36,7 @@ def _invalid(exc: writes.InvalidInputError) -> InvalidInput:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(CostMutation):
     @strawberry.mutation(description="Register a cluster (admin). It starts as PENDING.")
     async def register_cluster(
         self, info: Info[Context, None], input: RegisterClusterInput

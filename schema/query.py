@@ -13,6 +13,7 @@ from resolvers.errors import NotFound
 from resolvers.fleet_health import fleet_health
 from resolvers.graph_sql import FLEET_DEPLOYMENTS, FLEET_NAMESPACES, FLEET_PODS
 from schema.cluster_types import Cluster, ClusterFilter, ClusterOrder
+from schema.cost_types import CostQuery
 from schema.enums import OrderDirection, Role
 from schema.health_types import FleetHealth
 from schema.nodes import resolve_node
@@ -41,7 +42,7 @@ def _filter_args(f: ClusterFilter | None) -> cluster_reads.ClusterFilterArgs | N
 
 
 @strawberry.type
-class Query:
+class Query(CostQuery):
     @strawberry.field(description="The caller's organization and role.")
     def viewer(self, info: Info[Context, None]) -> Viewer:
         principal = info.context.require()

@@ -24,10 +24,10 @@ def _field_selection(types: dict[str, Any], type_name: str, depth: int = 0) -> s
         if any(a["type"]["kind"] == "NON_NULL" for a in f["args"]):
             continue
         t = f["type"]
-        while t["ofType"] is not None:
+        while t.get("ofType") is not None:
             t = t["ofType"]
         if t["kind"] in ("OBJECT", "INTERFACE"):
-            if depth < 4:
+            if depth < 2 and not t["name"].endswith("Connection"):
                 parts.append(f"{f['name']} {{ {_field_selection(types, t['name'], depth + 1)} }}")
         elif t["kind"] != "UNION":
             parts.append(f["name"])
@@ -260,3 +260,15 @@ async def test_clusters_filter_order_and_paginate(database_url: str, db_pool: An
         assert error_codes(bad_selector) == ["BAD_USER_INPUT"]
         assert "labelSelector" in bad_selector["errors"][0]["message"]
     await asyncio.sleep(0)
+
+
+async def test_prices_given_at_registration_enter_the_price_history(api: Api) -> None:
+    admin = api.a.tokens["admin"]
+    body = await api.gql(
+        REGISTER.replace("apiServerUrl labels", "apiServerUrl labels pricing { cpuCoreHour }"),
+        {"input": cluster_input("priced", pricing={"cpuCoreHour": "0.05"})}, token=admin)
+    assert body["data"]["registerCluster"]["pricing"]["cpuCoreHour"] in ("0.05", 0.05), body
+    history = await api.pool.fetchval(
+        "SELECT count(*) FROM k8s_cluster_prices p JOIN k8s_clusters c ON c.id = p.cluster_id "
+        "WHERE c.name = 'priced'")
+    assert history >= 1
