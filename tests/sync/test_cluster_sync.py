@@ -362,6 +362,10 @@ async def test_dropped_database_connections_are_retried_without_losing_events(
     cluster_id = await new_cluster(db_pool, vault, sim)
     async with running_sync(db_pool, vault, cluster_id) as sync:
         assert sync.flusher is not None
+        # Let the first metrics sample land so only the flusher touches k8s_pods now.
+        await eventually(
+            lambda: cluster_row(db_pool, cluster_id), lambda r: r["metrics_available"] is True
+        )
         async with db_pool.acquire() as blocker:
             # Hold the flush inside its transaction, then kill its connection mid-write.
             tx = blocker.transaction()
@@ -372,7 +376,7 @@ async def test_dropped_database_connections_are_retried_without_losing_events(
             waiting = await eventually(
                 lambda: db_pool.fetch(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock' AND query LIKE '%k8s_pods%'"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%fg_stage_k8s_pods%'"
                 ),
                 within=5,
             )
