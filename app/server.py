@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from app.db import EmbeddedPostgres, create_pool
+from app.events import ChangeHub
 from app.health import healthz, readyz
 from app.migrations import upgrade_to_head_async
 from app.settings import Settings
@@ -49,9 +50,13 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             )
             app.state.pool = pool
             app.state.database_url = url
+            events = ChangeHub(url, pool)
+            await events.start()
+            app.state.services = {"events": events}
             try:
                 yield
             finally:
+                await events.stop()
                 await pool.close()
         finally:
             if embedded is not None:

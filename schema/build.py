@@ -20,6 +20,7 @@ from schema.pod_types import ClusterNode, Pod
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
 from schema.statement_count import StatementCountHeader
+from schema.subscription import Subscription
 from schema.workload_types import Deployment, HelmRelease, Namespace
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not s.introspection:
         extensions.append(DisableIntrospection)
     return strawberry.Schema(
-        query=Query, mutation=Mutation,
+        query=Query, mutation=Mutation, subscription=Subscription,
         types=[Cluster, Namespace, ClusterNode, Deployment, Pod, HelmRelease],
         extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

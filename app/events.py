@@ -1,0 +1,186 @@
+"""The per-process LISTEN hub behind GraphQL subscriptions.
+
+One dedicated connection LISTENs on ``fleetgraph_changes`` for the whole process (never one per
+subscriber). Each notice is turned into events once (``resolvers.events.compute_events``, one
+statement, and only when someone is listening for what it changes); the same immutable event
+objects are then put on every matching subscriber's bounded queue. Putting never waits: a
+subscriber whose queue is full is too slow, and is dropped (its stream ends with an error)
+instead of holding up anyone else. Subscribers are indexed by organization, so an event is
+only ever offered to the tenant that owns the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from resolvers.events import (
+    CHANGES_CHANNEL,
+    ChangeNotice,
+    ClusterEvent,
+    SubscriberDropped,
+    compute_events,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 64
+_RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    organization_id: uuid.UUID
+    topic: str
+    cluster_id: uuid.UUID | None
+    queue: asyncio.Queue[ClusterEvent | None]
+    dropped: bool = False
+
+    def wants(self, event: ClusterEvent) -> bool:
+        return event.topic == self.topic and self.cluster_id in (None, event.cluster_id)
+
+
+@dataclass
+class HubStats:
+    notices: int = 0
+    computed: int = 0
+    delivered: int = 0
+    dropped: int = 0
+
+
+class ChangeHub:
+    """LISTEN once, compute once, fan out to bounded queues."""
+
+    def __init__(self, dsn: str, pool: asyncpg.Pool, *,
+                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._queue_size = queue_size
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
+        self._conn: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.stats = HubStats()
+
+    async def start(self) -> None:
+        await self._listen()
+        self._tasks.append(asyncio.create_task(self._work(), name="fleetgraph-events"))
+
+    async def stop(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in list(subscribers):
+                self._end(subscriber)
+
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._inbox.put_nowait(str(payload))
+
+    def _on_lost(self, _conn: object) -> None:
+        if not self._closing:
+            log.warning("LISTEN connection lost; reconnecting")
+            self._tasks.append(asyncio.create_task(self._reconnect()))
+
+    async def _reconnect(self) -> None:
+        """Notices sent while disconnected are lost; the next change of each cluster is not."""
+        for delay in itertools.chain(_RECONNECT_DELAYS, itertools.repeat(_RECONNECT_DELAYS[-1])):
+            await asyncio.sleep(delay)
+            try:
+                await self._listen()
+                log.info("LISTEN connection restored")
+                return
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN reconnect failed: %s", exc)
+
+    async def _work(self) -> None:
+        while True:
+            payload = await self._inbox.get()
+            try:
+                await self.publish(payload)
+            except Exception:  # one bad notice never stops the feed
+                log.exception("could not publish change notice")
+
+    async def publish(self, payload: str) -> None:
+        """Compute the events of one notice (once) and offer them to its subscribers."""
+        notice = ChangeNotice.parse(payload)
+        self.stats.notices += 1
+        if notice is None:
+            log.warning("ignored unreadable change notice")
+            return
+        audience = self._subscribers.get(notice.organization_id) or set()
+        topics = {s.topic for s in audience
+                  if s.cluster_id in (None, notice.cluster_id)} & notice.topics()
+        if not topics:
+            return
+        events = await compute_events(self._pool, notice, topics)
+        self.stats.computed += len(events)
+        for event in events:
+            self._fan_out(event)
+
+    def _fan_out(self, event: ClusterEvent) -> None:
+        for subscriber in list(self._subscribers.get(event.organization_id) or ()):
+            if not subscriber.wants(event):
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+                self.stats.delivered += 1
+            except asyncio.QueueFull:
+                self.stats.dropped += 1
+                log.info("dropped a subscriber whose queue was full")
+                self._end(subscriber, dropped=True)
+
+    def _end(self, subscriber: Subscriber, *, dropped: bool = False) -> None:
+        """Unregister and wake the subscriber with the end-of-stream marker."""
+        subscriber.dropped = subscriber.dropped or dropped
+        self._subscribers[subscriber.organization_id].discard(subscriber)
+        while not subscriber.queue.empty():
+            subscriber.queue.get_nowait()
+        subscriber.queue.put_nowait(None)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None
+    ) -> AsyncIterator[AsyncIterator[ClusterEvent]]:
+        subscriber = Subscriber(organization_id, topic, cluster_id,
+                                asyncio.Queue(maxsize=self._queue_size))
+        self._subscribers[organization_id].add(subscriber)
+        try:
+            yield self._events(subscriber)
+        finally:
+            self._subscribers[organization_id].discard(subscriber)
+            if not self._subscribers[organization_id]:
+                self._subscribers.pop(organization_id, None)
+
+    async def _events(self, subscriber: Subscriber) -> AsyncIterator[ClusterEvent]:
+        while True:
+            event = await subscriber.queue.get()
+            if event is None:
+                if subscriber.dropped:
+                    raise SubscriberDropped("this subscriber fell behind and was dropped; "
+                                            "subscribe again")
+                return
+            yield event
+
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())

@@ -1,0 +1,129 @@
+"""Live events for subscriptions: what a change notice means, computed once per notice.
+
+The sync engine sends ``NOTIFY fleetgraph_changes`` after each flush (payload documented in
+``sync/notify.py``). The process-wide hub (``app.events.ChangeHub``) hears it on one connection
+and calls ``compute_events`` once per notice, only for the topics someone is subscribed to,
+with a single statement however many subscribers there are; the resulting immutable events are
+shared by every subscriber allowed to see them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import asyncpg
+import orjson
+
+from resolvers.context import Context
+from resolvers.errors import ApiError, NotFound
+
+CHANGES_CHANNEL = "fleetgraph_changes"  # sync/notify.py owns the payload's definition
+CLUSTER_HEALTH = "clusterHealth"
+SYNC_STATUS = "syncStatus"
+
+_EVENT_SQL = """
+SELECT h.*, c.health_changed_at, c.sync_progress, c.last_sync_error
+  FROM v_k8s_cluster_health h JOIN k8s_clusters c ON c.id = h.cluster_id
+ WHERE h.cluster_id = $1"""
+
+
+@dataclass(frozen=True)
+class ChangeNotice:
+    cluster_id: uuid.UUID
+    organization_id: uuid.UUID
+    kinds: tuple[str, ...]
+    health_changed: bool
+
+    @classmethod
+    def parse(cls, payload: str) -> ChangeNotice | None:
+        """The notice in a NOTIFY payload, or None for one we cannot read (never raises)."""
+        try:
+            body = orjson.loads(payload)
+            return cls(
+                cluster_id=uuid.UUID(body["cluster_id"]),
+                organization_id=uuid.UUID(body["organization_id"]),
+                kinds=tuple(str(k) for k in body.get("kinds") or ()),
+                health_changed=bool(body.get("health_changed")),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    def topics(self) -> set[str]:
+        """What this notice can change for subscribers."""
+        return {SYNC_STATUS, CLUSTER_HEALTH} if self.health_changed else {SYNC_STATUS}
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """One computed event, shared read-only by every subscriber it is delivered to."""
+
+    topic: str
+    cluster_id: uuid.UUID
+    organization_id: uuid.UUID
+    row: Mapping[str, Any]
+    kinds: tuple[str, ...] = ()
+
+
+def _events(row: asyncpg.Record, topics: set[str], kinds: tuple[str, ...]) -> list[ClusterEvent]:
+    frozen = MappingProxyType(dict(row.items()))
+    return [ClusterEvent(topic, row["cluster_id"], row["organization_id"], frozen, kinds)
+            for topic in sorted(topics)]
+
+
+async def compute_events(
+    pool: asyncpg.Pool, notice: ChangeNotice, topics: set[str]
+) -> list[ClusterEvent]:
+    """The events ``notice`` produces for ``topics``: one statement, whatever the audience.
+
+    The organization comes from the row, not from the payload, so a notice can never route a
+    cluster's figures to another tenant.
+    """
+    row = await pool.fetchrow(_EVENT_SQL, notice.cluster_id)
+    return _events(row, topics, notice.kinds) if row is not None else []
+
+
+class EventSource(Protocol):
+    """What the subscription resolvers need from the hub (``app.events.ChangeHub``)."""
+
+    def subscribe(
+        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ClusterEvent]]: ...
+
+
+class SubscriberDropped(ApiError):
+    code = "SUBSCRIBER_TOO_SLOW"
+
+
+class EventsUnavailable(ApiError):
+    code = "UNAVAILABLE"
+
+
+async def stream(
+    ctx: Context, *, topic: str, cluster_id: uuid.UUID | None, snapshot: bool = False
+) -> AsyncIterator[ClusterEvent]:
+    """The caller's events on ``topic`` (for one cluster, or all of its clusters).
+
+    With ``snapshot``, the cluster's current state comes first, so a progress view does not
+    wait for the next change to draw itself.
+    """
+    principal = ctx.require()
+    hub: EventSource | None = ctx.services.get("events")
+    if hub is None:
+        raise EventsUnavailable("live events are not available on this server")
+    async with hub.subscribe(organization_id=principal.organization_id, topic=topic,
+                             cluster_id=cluster_id) as events:
+        if cluster_id is not None:
+            row = await ctx.pool.fetchrow(_EVENT_SQL + " AND h.organization_id = $2",
+                                          cluster_id, principal.organization_id)
+            if row is None:
+                raise NotFound("cluster not found")
+            if snapshot:
+                for event in _events(row, {topic}, ()):
+                    yield event
+        async for event in events:
+            yield event
