@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
+import asyncpg
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
@@ -23,6 +24,22 @@ from app.settings import Settings
 from app.vault import Vault
 
 log = logging.getLogger(__name__)
+
+
+class BackgroundService(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def start_background(
+    pool: asyncpg.Pool, vault: Vault, settings: Settings
+) -> list[BackgroundService]:
+    """The loops that run beside the API on the same event loop: cluster sync (with its
+    partition housekeeping) and the hourly cost engine."""
+    from sync.cost.scheduler import CostScheduler
+    from sync.supervisor import Supervisor
+
+    return [Supervisor(pool, vault, settings), CostScheduler(pool)]
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
@@ -53,9 +70,14 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             events = ChangeHub(url, pool)
             await events.start()
             app.state.services = {"events": events}
+            background = start_background(pool, vault, settings) if settings.sync_enabled else []
+            for service in background:
+                await service.start()
             try:
                 yield
             finally:
+                for service in reversed(background):
+                    await service.stop()
                 await events.stop()
                 await pool.close()
         finally:
