@@ -23,10 +23,12 @@ from dataclasses import dataclass
 import asyncpg
 
 from resolvers.events import (
+    BUDGET_ALERTS_CHANNEL,
     CHANGES_CHANNEL,
     ChangeNotice,
     ClusterEvent,
     SubscriberDropped,
+    budget_alert_event,
     compute_events,
 )
 
@@ -64,7 +66,7 @@ class ChangeHub:
         self._dsn = dsn
         self._pool = pool
         self._queue_size = queue_size
-        self._inbox: asyncio.Queue[str] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,11 +93,12 @@ class ChangeHub:
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self._dsn)
         await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
+        await conn.add_listener(BUDGET_ALERTS_CHANNEL, self._on_notify)
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
-        self._inbox.put_nowait(str(payload))
+    def _on_notify(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
+        self._inbox.put_nowait((channel, str(payload)))
 
     def _on_lost(self, _conn: object) -> None:
         if not self._closing:
@@ -115,9 +118,12 @@ class ChangeHub:
 
     async def _work(self) -> None:
         while True:
-            payload = await self._inbox.get()
+            channel, payload = await self._inbox.get()
             try:
-                await self.publish(payload)
+                if channel == BUDGET_ALERTS_CHANNEL:
+                    await self.publish_budget_alert(payload)
+                else:
+                    await self.publish(payload)
             except Exception:  # one bad notice never stops the feed
                 log.exception("could not publish change notice")
 
@@ -136,6 +142,17 @@ class ChangeHub:
         events = await compute_events(self._pool, notice, topics)
         self.stats.computed += len(events)
         for event in events:
+            self._fan_out(event)
+
+    async def publish_budget_alert(self, payload: str) -> None:
+        """A budget's forecast crossed its amount: one lookup, then the owner's subscribers."""
+        self.stats.notices += 1
+        if not any(s.topic == "budgetAlerts" for subs in self._subscribers.values()
+                   for s in subs):
+            return
+        event = await budget_alert_event(self._pool, payload)
+        if event is not None:
+            self.stats.computed += 1
             self._fan_out(event)
 
     def _fan_out(self, event: ClusterEvent) -> None:

@@ -7,17 +7,14 @@ a cluster of another organization indistinguishable from one that does not exist
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from app.auth import Role
+from resolvers import events
 from resolvers.context import Context
 from resolvers.errors import BadUserInput, NotFound
 from sync.cost import budgets as budget_engine
@@ -133,26 +130,8 @@ async def set_budget(
     return status
 
 
-async def budget_alerts(ctx: Context) -> AsyncIterator[dict[str, Any]]:
-    """Payloads of ``fleetgraph_budget_alerts`` notifications for the caller's organization.
-
-    One pooled connection is held for the subscription's lifetime and released (which also
-    UNLISTENs) when the client goes away.
-    """
-    principal = ctx.require()
-    org = str(principal.organization_id)
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-
-    def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-        with contextlib.suppress(ValueError, asyncio.QueueFull):
-            data = orjson.loads(payload)
-            if isinstance(data, dict) and data.get("organization_id") == org:
-                queue.put_nowait(data)
-
-    async with ctx.pool.acquire() as conn:
-        await conn.add_listener(budget_engine.BUDGET_ALERTS_CHANNEL, on_notify)
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            await conn.remove_listener(budget_engine.BUDGET_ALERTS_CHANNEL, on_notify)
+async def budget_alerts(ctx: Context) -> AsyncIterator[Mapping[str, Any]]:
+    """Payloads of ``fleetgraph_budget_alerts`` notices for the caller's organization, through
+    the process's one LISTEN hub (never a connection per subscriber)."""
+    async for event in events.stream(ctx, topic=events.BUDGET_ALERTS, cluster_id=None):
+        yield event.row

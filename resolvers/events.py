@@ -23,8 +23,10 @@ from resolvers.context import Context
 from resolvers.errors import ApiError, NotFound
 
 CHANGES_CHANNEL = "fleetgraph_changes"  # sync/notify.py owns the payload's definition
+BUDGET_ALERTS_CHANNEL = "fleetgraph_budget_alerts"  # sync/cost/budgets.py owns the payload
 CLUSTER_HEALTH = "clusterHealth"
 SYNC_STATUS = "syncStatus"
+BUDGET_ALERTS = "budgetAlerts"
 
 _EVENT_SQL = """
 SELECT h.*, c.health_changed_at, c.sync_progress, c.last_sync_error
@@ -63,7 +65,7 @@ class ClusterEvent:
     """One computed event, shared read-only by every subscriber it is delivered to."""
 
     topic: str
-    cluster_id: uuid.UUID
+    cluster_id: uuid.UUID | None
     organization_id: uuid.UUID
     row: Mapping[str, Any]
     kinds: tuple[str, ...] = ()
@@ -85,6 +87,24 @@ async def compute_events(
     """
     row = await pool.fetchrow(_EVENT_SQL, notice.cluster_id)
     return _events(row, topics, notice.kinds) if row is not None else []
+
+
+async def budget_alert_event(pool: asyncpg.Pool, payload: str) -> ClusterEvent | None:
+    """The event of one budget-alert notice, with its organization read from the budget row
+    (never trusted from the payload); None for a notice we cannot read or whose budget is gone.
+    """
+    try:
+        body = orjson.loads(payload)
+        budget_id = uuid.UUID(body["budget_id"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    row = await pool.fetchrow(
+        "SELECT organization_id, cluster_id FROM k8s_budgets WHERE id = $1", budget_id
+    )
+    if row is None:
+        return None
+    return ClusterEvent(BUDGET_ALERTS, row["cluster_id"], row["organization_id"],
+                        MappingProxyType(body))
 
 
 class EventSource(Protocol):

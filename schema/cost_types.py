@@ -9,7 +9,7 @@ gains ``pricing = cluster_pricing_field()``. Money is a float on the wire (like
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -180,7 +180,7 @@ class BudgetAlert:
     fired_at: datetime
 
     @classmethod
-    def of(cls, p: dict[str, Any]) -> BudgetAlert:
+    def of(cls, p: Mapping[str, Any]) -> BudgetAlert:
         return cls(
             budget_id=to_global_id("Budget", p["budget_id"]), scope=BudgetScope(p["scope_kind"]),
             scope_value=p["scope_value"],

@@ -16,6 +16,7 @@ from strawberry.types import Info
 
 from resolvers import events
 from resolvers.context import Context
+from schema.cost_types import CostSubscription
 from schema.enums import ClusterStatus, HealthStatus
 from schema.health_types import ClusterHealth
 from schema.relay import expect_global_id, to_global_id
@@ -33,7 +34,7 @@ class ClusterHealthChange:
     @classmethod
     def of(cls, event: events.ClusterEvent) -> ClusterHealthChange:
         row = event.row
-        return cls(cluster_id=to_global_id("Cluster", event.cluster_id),
+        return cls(cluster_id=to_global_id("Cluster", row["cluster_id"]),
                    cluster_name=row["name"], status=HealthStatus(row["health_status"]),
                    reason=row["health_reason"], changed_at=row["health_changed_at"],
                    figures=ClusterHealth.from_row(row))
@@ -72,14 +73,14 @@ class SyncStatus:
     @classmethod
     def of(cls, event: events.ClusterEvent) -> SyncStatus:
         row = event.row
-        return cls(cluster_id=to_global_id("Cluster", event.cluster_id),
+        return cls(cluster_id=to_global_id("Cluster", row["cluster_id"]),
                    status=ClusterStatus(row["status"]), last_synced_at=row["last_synced_at"],
                    last_sync_error=row["last_sync_error"],
                    kinds=_progress(row["sync_progress"]), changed_kinds=list(event.kinds))
 
 
 @strawberry.type
-class Subscription:
+class Subscription(CostSubscription):
     @strawberry.subscription(description="Each health change of the caller's clusters (or of "
                                          "one cluster).")
     async def cluster_health(

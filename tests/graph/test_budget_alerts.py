@@ -1,0 +1,59 @@
+"""``budgetAlerts`` over a real WebSocket: the cost engine's NOTIFY reaches the budget owner's
+subscribers through the process's one LISTEN hub, and no other tenant's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from tests.api import Api
+from tests.graph.ws import next_payload, open_subscription
+
+SUBSCRIPTION = "subscription { budgetAlerts { scope scopeValue amountMonthly forecast } }"
+SET_BUDGET = """mutation { setBudget(scope: TEAM, scopeValue: "alpha", amountMonthly: 100) {
+    id } }"""
+
+
+async def test_budget_alert_reaches_its_tenant_only(api: Api) -> None:
+    made = await api.gql(SET_BUDGET, token=api.a.tokens["admin"])
+    assert "errors" not in made, made
+    budget_id = await api.pool.fetchval(
+        "SELECT id FROM k8s_budgets WHERE organization_id = $1 AND scope_value = 'alpha'",
+        api.a.org_id)
+    mine = await open_subscription(api.ws_url, api.a.tokens["viewer"], SUBSCRIPTION)
+    theirs = await open_subscription(api.ws_url, api.b.tokens["viewer"], SUBSCRIPTION)
+    # What sync/cost/budgets.py sends when a forecast crosses its budget.
+    payload = orjson.dumps({
+        "alert_id": 1, "organization_id": str(api.a.org_id), "budget_id": str(budget_id),
+        "scope_kind": "team", "scope_value": "alpha", "cluster_id": None,
+        "month_start": "2026-11-01T00:00:00+00:00", "amount_monthly": "100.00",
+        "currency": "USD", "spent": "80.000000", "forecast": "150.000000",
+        "fired_at": "2026-11-20T00:05:00+00:00",
+    }).decode()
+    try:
+        for _attempt in range(40):  # until the subscription is registered with the hub
+            await api.pool.execute("SELECT pg_notify('fleetgraph_budget_alerts', $1)", payload)
+            try:
+                got = await next_payload(mine, wait=0.25)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("budgetAlerts never delivered")
+        assert got["data"]["budgetAlerts"] == {
+            "scope": "TEAM", "scopeValue": "alpha", "amountMonthly": 100.0, "forecast": 150.0}
+        # A forged payload naming org B but a budget of org A still goes to A only: the
+        # organization is read from the budget row.
+        forged = payload.replace(str(api.a.org_id), str(api.b.org_id))
+        await api.pool.execute("SELECT pg_notify('fleetgraph_budget_alerts', $1)", forged)
+        assert (await next_payload(mine, wait=2.0))["data"]["budgetAlerts"]["scopeValue"] == "alpha"
+        try:
+            leaked = await next_payload(theirs, wait=0.5)
+            raise AssertionError(f"another tenant received {leaked}")
+        except TimeoutError:
+            pass
+    finally:
+        await mine.close()
+        await theirs.close()
+        await asyncio.sleep(0)
