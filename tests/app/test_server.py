@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from app.migrations import head_revision
@@ -12,8 +14,8 @@ from tests.api import running_api
 from tests.live_server import live_server
 
 
-async def test_healthz_readyz_and_typename_over_http(database_url: str, db_pool: object) -> None:
-    async with running_api(database_url, db_pool, slug_prefix="srv") as api:  # type: ignore[arg-type]
+async def test_healthz_readyz_and_typename_over_http(database_url: str, db_pool: Any) -> None:
+    async with running_api(database_url, db_pool, slug_prefix="srv") as api:
         http = api.http
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
