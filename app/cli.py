@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +36,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.encryption_keys:
         settings = settings.with_(encryption_keys=demo_key(settings.data_dir))
-    asyncio.run(run_demo(settings, host=args.host, port=args.port, fleet=args.fleet,
-                         seed=args.seed))
+    # uvicorn shuts the server down gracefully on Ctrl-C, then re-raises the signal.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(settings, host=args.host, port=args.port, fleet=args.fleet,
+                             seed=args.seed))
     return 0
 
 
