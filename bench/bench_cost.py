@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import asyncpg
-
-from app.db import create_pool, database_url_or_embedded
-from app.migrations import upgrade_to_head
+from app.db import create_pool
 from sync.cost.allocation import compute_hour, floor_hour
 from sync.cost.pricing import PriceBook
+from tests.databases import bench_database
 
 # The allocation may cost this many single reads of its samples before we call it slow.
 RATIO_FLOOR = 4.0
@@ -77,10 +71,6 @@ SELECT $1, 'pod', 'ns-' || (p % 50 + 1), 'pod-' || p,
  WHERE p % 13 <> 0  -- some pods have no samples: costed on requests
 """
 
-def with_database(url: str, database: str) -> str:
-    """The same server URL pointed at another database (socket-style URLs too)."""
-    head, sep, query = url.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{database}{sep}{query}"
 
 
 # The same scan with the rows consumed in the server, so client decoding does not flatter us.
@@ -149,20 +139,8 @@ async def _bench(url: str, *, pods: int, samples_per_pod: int, runs: int) -> Non
 
 
 async def _main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, database_url_or_embedded(
-        os.environ.get("DATABASE_URL"), Path(tmp)
-    ) as server:
-        name = f"fg_bench_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            url = with_database(server, name)
-            await asyncio.to_thread(upgrade_to_head, url)
-            await _bench(url, pods=args.pods, samples_per_pod=args.samples_per_pod,
-                         runs=args.runs)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+    async with bench_database("fg_bench") as url:
+        await _bench(url, pods=args.pods, samples_per_pod=args.samples_per_pod, runs=args.runs)
 
 
 if __name__ == "__main__":

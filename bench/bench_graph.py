@@ -18,25 +18,21 @@ import asyncio
 import cProfile
 import functools
 import io
-import os
 import pstats
 import statistics
-import tempfile
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-from app.db import create_pool, database_url_or_embedded
-from app.migrations import upgrade_to_head
+from app.db import create_pool
 from schema.relay import to_global_id
 from tests.api import Api, running_api
-from tests.conftest import with_database
+from tests.databases import bench_database
 
 NAMESPACES, DEPLOYMENTS, PODS = 10, 10, 20  # per cluster, namespace, deployment
 
@@ -189,19 +185,8 @@ async def _bench(url: str, *, clusters: int, runs: int) -> None:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, database_url_or_embedded(
-        os.environ.get("DATABASE_URL"), Path(tmp)
-    ) as server:
-        name = f"fg_bench_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            url = with_database(server, name)
-            await asyncio.to_thread(upgrade_to_head, url)
-            await _bench(url, clusters=args.clusters, runs=args.runs)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+    async with bench_database("fg_bench") as url:
+        await _bench(url, clusters=args.clusters, runs=args.runs)
 
 
 if __name__ == "__main__":

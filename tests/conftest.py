@@ -7,11 +7,9 @@ drops it at the end, so parallel runs and reruns never see each other's rows.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import asyncpg
 import pytest
 
 from app.db import create_pool, database_url_or_embedded
-from app.migrations import upgrade_to_head
+from tests.databases import scratch_database
 
 DATABASE_FIXTURES = {
     "server_url", "empty_database_url", "database_url", "isolated_database_url", "db_pool", "api"
@@ -32,13 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
-
-
-def with_database(url: str, database: str) -> str:
-    """The same server URL pointed at another database (handles socket-style URLs)."""
-    head, sep, query = url.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{database}{sep}{query}"
 
 
 @pytest.fixture(scope="session")
@@ -59,44 +50,22 @@ def server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def empty_database_url(server_url: str) -> AsyncIterator[str]:
     """A fresh, unmigrated database on the test server, dropped after the session."""
-    name = f"fg_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(server_url, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(server_url, migrate=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
     """A fresh database migrated to head, shared by the session's tests, dropped after."""
-    name = f"fg_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(server_url, name)
-        await asyncio.to_thread(upgrade_to_head, url)
+    async with scratch_database(server_url) as url:
         yield url
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
 async def isolated_database_url(server_url: str) -> AsyncIterator[str]:
     """A database of this test's own, migrated to head, for tests that act on *every* row."""
-    name = f"fg_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(server_url, name)
-        await asyncio.to_thread(upgrade_to_head, url)
+    async with scratch_database(server_url) as url:
         yield url
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

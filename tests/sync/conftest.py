@@ -101,7 +101,7 @@ async def own_database(server_url: str) -> AsyncIterator[str]:
     """A migrated database for one test module, for tests that act on *every* cluster
     (supervisors) or every partition (housekeeping)."""
     from app.migrations import upgrade_to_head
-    from tests.conftest import with_database
+    from tests.databases import with_database
 
     name = f"fg_sync_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
