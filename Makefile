@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest -q
+
+# Benchmarks print ratios against floors measured in the same run (see bench/).
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python bench/bench_sync.py
+	PYTHONPATH=. $(BIN)/python bench/bench_graph.py
+	PYTHONPATH=. $(BIN)/python bench/bench_cost.py
 
 clean:
 	rm -rf $(VENV) .fleetgraph
