@@ -25,7 +25,8 @@ from kubernetes_asyncio import client
 
 from kubesim import KubeSim
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "k8s-testdata"
+# A vendored copy of ../shared/k8s-testdata (Apache-2.0, see its LICENSE), so CI clones have it.
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "k8s-testdata"
 FIXTURES = sorted(TESTDATA.glob("*.json"))
 # kind -> (api class, create method, read method, namespaced)
 CALLS = {

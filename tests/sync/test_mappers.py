@@ -22,7 +22,8 @@ from sync.mappers import (
 )
 from tests.sync.factories import helm_secret
 
-TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "k8s-testdata"
+# A vendored copy of ../shared/k8s-testdata (Apache-2.0, see its LICENSE), so CI clones have it.
+TESTDATA = Path(__file__).resolve().parents[1] / "fixtures" / "k8s-testdata"
 MAPPERS = {
     "core.v1.Pod.json": map_pod,
     "core.v1.Node.json": map_node,
