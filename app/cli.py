@@ -54,7 +54,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
     """Run one async command against the database (migrated first), then close everything."""
-    from app.db import create_pool
+    from app.db import close_pool, create_pool
     from app.migrations import upgrade_to_head
 
     with database_url_or_embedded(settings.database_url, settings.data_dir) as url:
@@ -65,7 +65,7 @@ def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]
             try:
                 return await work(pool)
             finally:
-                await pool.close()
+                await close_pool(pool)
 
         return asyncio.run(run())
 

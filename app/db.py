@@ -8,6 +8,7 @@ the data directory and opens the parent folders for reading (PostgreSQL refuses 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -102,6 +103,16 @@ def database_url_or_embedded(url: str | None, data_dir: Path, *, throwaway: bool
         yield embedded.start()
     finally:
         embedded.stop()
+
+
+async def close_pool(pool: asyncpg.Pool, *, grace: float = 5.0) -> None:
+    """Close gracefully, but never wait forever: ``Pool.close`` waits for every connection to
+    come back, and one stuck in a cancelled task must not hang shutdown."""
+    try:
+        await asyncio.wait_for(pool.close(), grace)
+    except TimeoutError:
+        log.warning("database pool did not close within %.0f s; terminating it", grace)
+        pool.terminate()
 
 
 @contextlib.asynccontextmanager

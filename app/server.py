@@ -16,7 +16,7 @@ import asyncpg
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from app.db import EmbeddedPostgres, create_pool
+from app.db import EmbeddedPostgres, close_pool, create_pool
 from app.events import ChangeHub
 from app.health import healthz, readyz
 from app.migrations import upgrade_to_head_async
@@ -79,7 +79,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
                 for service in reversed(background):
                     await service.stop()
                 await events.stop()
-                await pool.close()
+                await close_pool(pool)
         finally:
             if embedded is not None:
                 embedded.stop()

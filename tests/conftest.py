@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.db import create_pool, database_url_or_embedded
+from app.db import close_pool, create_pool, database_url_or_embedded
 from tests.databases import scratch_database
 
 DATABASE_FIXTURES = {
@@ -72,7 +72,7 @@ async def isolated_database_url(server_url: str) -> AsyncIterator[str]:
 async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, max_size=8)
     yield pool
-    await pool.close()
+    await close_pool(pool)
 
 
 @pytest.fixture(scope="session")

@@ -117,8 +117,8 @@ async def own_database(server_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def own_pool(own_database: str) -> AsyncIterator[asyncpg.Pool]:
-    from app.db import create_pool
+    from app.db import close_pool, create_pool
 
     pool = await create_pool(own_database, max_size=12)
     yield pool
-    await pool.close()
+    await close_pool(pool)
