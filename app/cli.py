@@ -75,52 +75,53 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _org_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.tenancy import TenancyError, create_organization
+def _tenancy(settings: Settings,
+             act: Callable[[asyncpg.Connection], Awaitable[str]]) -> int:
+    """Run one tenancy operation; a refusal prints its reason and exits 2."""
+    from app.tenancy import TenancyError
 
     async def work(pool: asyncpg.Pool) -> int:
         try:
             async with pool.acquire() as conn:
-                org_id = await create_organization(conn, slug=args.slug, name=args.name)
+                print(await act(conn))
         except TenancyError as exc:
             return _fail(str(exc))
-        print(f"organization {args.slug} created ({org_id})")
         return 0
 
     return _with_pool(settings, work)
+
+
+def _org_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.tenancy import create_organization
+
+    async def act(conn: asyncpg.Connection) -> str:
+        org_id = await create_organization(conn, slug=args.slug, name=args.name)
+        return f"organization {args.slug} created ({org_id})"
+
+    return _tenancy(settings, act)
 
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.tenancy import TenancyError, create_token
+    from app.tenancy import create_token
 
-    async def work(pool: asyncpg.Pool) -> int:
-        try:
-            async with pool.acquire() as conn:
-                issued = await create_token(conn, org_slug=args.org, role=args.role,
-                                            name=args.name or "")
-        except TenancyError as exc:
-            return _fail(str(exc))
+    async def act(conn: asyncpg.Connection) -> str:
+        issued = await create_token(conn, org_slug=args.org, role=args.role,
+                                    name=args.name or "")
         print(f"token id: {issued.id}", file=sys.stderr)
         print("this token is shown once; store it now:", file=sys.stderr)
-        print(issued.token)
-        return 0
+        return issued.token
 
-    return _with_pool(settings, work)
+    return _tenancy(settings, act)
 
 
 def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from app.tenancy import TenancyError, revoke_token
+    from app.tenancy import revoke_token
 
-    async def work(pool: asyncpg.Pool) -> int:
-        try:
-            async with pool.acquire() as conn:
-                await revoke_token(conn, token_id=args.id)
-        except TenancyError as exc:
-            return _fail(str(exc))
-        print(f"token {args.id} revoked")
-        return 0
+    async def act(conn: asyncpg.Connection) -> str:
+        await revoke_token(conn, token_id=args.id)
+        return f"token {args.id} revoked"
 
-    return _with_pool(settings, work)
+    return _tenancy(settings, act)
 
 
 def _vault_generate_key(args: argparse.Namespace, settings: Settings) -> int:
