@@ -34,6 +34,8 @@ class Settings:
     max_tokens: int = 5_000
     sync_enabled: bool = True
     metrics_interval_s: float = 30.0
+    metrics_retention_days: int = 90
+    pod_retention_days: int = 30
     pool_min_size: int = 1
     pool_max_size: int = 10
 
@@ -49,6 +51,8 @@ class Settings:
             statement_timeout_ms=int(e.get("FLEETGRAPH_STATEMENT_TIMEOUT_MS") or 15_000),
             sync_enabled=_flag(e.get("FLEETGRAPH_SYNC"), True),
             metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
+            metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
+            pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),
         )
 
     def with_(self, **changes: object) -> Settings:

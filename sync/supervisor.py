@@ -50,12 +50,12 @@ SELECT id, organization_id, name, kubeconfig_encrypted, kubeconfig_key_id, conte
 
 
 def options_from_settings(settings: Settings, **overrides: Any) -> SyncOptions:
-    """Sync options from the process settings (``metrics_interval_s`` and, when present,
-    the retention settings), with keyword overrides."""
-    values: dict[str, Any] = {"metrics_interval": settings.metrics_interval_s}
-    for name in ("metrics_retention_days", "pod_retention_days"):
-        if hasattr(settings, name):
-            values[name] = getattr(settings, name)
+    """Sync options from the process settings, with keyword overrides."""
+    values: dict[str, Any] = {
+        "metrics_interval": settings.metrics_interval_s,
+        "metrics_retention_days": settings.metrics_retention_days,
+        "pod_retention_days": settings.pod_retention_days,
+    }
     values.update(overrides)
     return SyncOptions(**values)
 
