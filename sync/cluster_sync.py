@@ -327,7 +327,8 @@ class ClusterSync:
             except asyncio.CancelledError:
                 raise
             except _CLUSTER_ERRORS as exc:
-                await self._mark_unreachable(exc)
+                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+                    await self._mark_unreachable(exc)
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("cluster %s: database error (%s); retrying", self.cluster_id,
                             type(exc).__name__)
@@ -406,13 +407,18 @@ class ClusterSync:
         backoff.reset()
         self.synced.set()
         log.info("cluster %s synced", self.cluster_id)
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(flusher.run())
-            for informer in self._informers:
-                tasks.create_task(informer.run())
-            tasks.create_task(self._heartbeat(api))
-            tasks.create_task(self._metrics(api))
-            tasks.create_task(self._assess_periodically())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(flusher.run())
+                for informer in self._informers:
+                    tasks.create_task(informer.run())
+                tasks.create_task(self._heartbeat(api))
+                tasks.create_task(self._metrics(api))
+                tasks.create_task(self._assess_periodically())
+        except ExceptionGroup as group:
+            # The TaskGroup wraps what failed; ``run`` classifies the failure itself (an
+            # unreachable cluster, a database blip, a bug), so hand it the first one.
+            raise _first_failure(group) from group
 
     # --- loops -----------------------------------------------------------------------
 
@@ -549,6 +555,14 @@ class ClusterSync:
                 health_status=report.status.value,
             )
         self._reachable = True
+
+
+def _first_failure(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def dumps(value: Any) -> str:

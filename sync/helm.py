@@ -124,7 +124,9 @@ def decode_storage_secret(secret: Mapping[str, Any]) -> HelmRevision:
     if name is None or revision is None or not 0 < revision < 2**31:
         raise BadObject(f"{where} has no release name or revision")
     config = document.get("config")
-    namespace = _text(document.get("namespace")) or _text(metadata.get("namespace")) or ""
+    # The secret's own namespace wins: a release payload naming another namespace must not
+    # let whoever can write secrets here overwrite a release there.
+    namespace = _text(metadata.get("namespace")) or _text(document.get("namespace")) or ""
     return HelmRevision(
         secret_uid=str(metadata["uid"]),
         secret_name=str(metadata.get("name", "")),

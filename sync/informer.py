@@ -154,7 +154,12 @@ class Informer:
                 tombstone = None
                 if self.spec.tombstone is not None:
                     decoded = self._decode(obj)
-                    tombstone = self.spec.tombstone(decoded[1]) if decoded else None
+                    # An undecodable final state is skipped (and logged by _decode): the row
+                    # keeps its last good state until the next relist marks it deleted.
+                    if decoded is None:
+                        self.resource_version = version or self.resource_version
+                        return
+                    tombstone = self.spec.tombstone(decoded[1])
                 self._sink.put(self.spec.kind, uid, tombstone)
         elif kind in ("ADDED", "MODIFIED"):
             decoded = self._decode(obj)

@@ -104,6 +104,36 @@ async def _request(
     return response
 
 
+def _status_code(status: object) -> int:
+    """The HTTP code of a watch ERROR's Status (500 when it has none we can read)."""
+    raw = status.get("code") if isinstance(status, dict) else None
+    try:
+        return int(raw) if raw is not None else 500
+    except (TypeError, ValueError):
+        return 500
+
+
+_ESCAPED_NUL = b"\\u0000"
+
+
+def _strip_nul(value: Any) -> Any:
+    """Drop NUL characters: PostgreSQL text and jsonb refuse them, and one odd annotation must
+    not stop a cluster's sync."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+def loads(body: bytes) -> Any:
+    """Parse a JSON answer; the NUL scrub runs only on the rare bodies that contain one."""
+    document = orjson.loads(body)
+    return _strip_nul(document) if _ESCAPED_NUL in body else document
+
+
 async def get_json(
     api: ApiClient, path: str, query: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Any]:
@@ -112,7 +142,7 @@ async def get_json(
         body = await response.read()
     finally:
         response.release()
-    document = orjson.loads(body)
+    document = loads(body)
     if not isinstance(document, dict):
         raise KubeApiError(response.status, "answer is not a JSON object")
     return document
@@ -185,12 +215,12 @@ async def watch_events(
     response = await _request(api, path, query, request_timeout=timeout)
     try:
         async for line in _lines(response):
-            event = orjson.loads(line)
+            event = loads(line)
             if not isinstance(event, dict):
                 continue
             if event.get("type") == "ERROR":
                 status = event.get("object") or {}
-                code = int(status.get("code") or 500) if isinstance(status, dict) else 500
+                code = _status_code(status)
                 message = str(status.get("message", ""))[:200] if isinstance(status, dict) else ""
                 raise Gone(code, message) if code == 410 else KubeApiError(code, message)
             yield event

@@ -386,3 +386,24 @@ async def test_dropped_database_connections_are_retried_without_losing_events(
             await eventually(partial(pod_row, db_pool, cluster_id, f"during-outage-{i}"))
         assert sync.flusher.retries >= 1
         assert (await counts(db_pool, cluster_id))["pods"] == len(live(sim, "pods"))
+
+
+async def test_nul_characters_in_an_object_do_not_stop_the_cluster(
+    db_pool: asyncpg.Pool, vault: Vault, sim: KubeSim
+) -> None:
+    # PostgreSQL refuses NUL in text and jsonb; one object carrying one (a real API server
+    # lets it through in annotations) must not fail the whole flush.
+    pod = new_pod(sim, "nul-before-sync")
+    namespace = pod["metadata"]["namespace"]
+    sim.store.patch("pods", "nul-before-sync",
+                    {"metadata": {"labels": {"note": "a\x00b"}}}, namespace=namespace)
+    cluster_id = await new_cluster(db_pool, vault, sim)
+    async with running_sync(db_pool, vault, cluster_id):
+        row = await eventually(lambda: pod_row(db_pool, cluster_id, "nul-before-sync"),
+                               within=5.0)
+        assert row is not None
+        new_pod(sim, "after-nul")
+        await eventually(lambda: pod_row(db_pool, cluster_id, "after-nul"), within=2.0)
+        status = await db_pool.fetchval(
+            "SELECT status FROM k8s_clusters WHERE id = $1", cluster_id)
+        assert status == "active"
