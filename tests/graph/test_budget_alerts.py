@@ -48,11 +48,18 @@ async def test_budget_alert_reaches_its_tenant_only(api: Api) -> None:
         forged = payload.replace(str(api.a.org_id), str(api.b.org_id))
         await api.pool.execute("SELECT pg_notify('fleetgraph_budget_alerts', $1)", forged)
         assert (await next_payload(mine, wait=2.0))["data"]["budgetAlerts"]["scopeValue"] == "alpha"
-        try:
-            leaked = await next_payload(theirs, wait=0.5)
-            raise AssertionError(f"another tenant received {leaked}")
-        except TimeoutError:
-            pass
+        # B's own alert is the first thing B ever receives: its subscription is live, and
+        # neither of A's alerts (the forged one included) reached it.
+        made_b = await api.gql(SET_BUDGET.replace("alpha", "beta"), token=api.b.tokens["admin"])
+        assert "errors" not in made_b, made_b
+        budget_b = await api.pool.fetchval(
+            "SELECT id FROM k8s_budgets WHERE organization_id = $1 AND scope_value = 'beta'",
+            api.b.org_id)
+        own = payload.replace(str(api.a.org_id), str(api.b.org_id)).replace(
+            str(budget_id), str(budget_b)).replace('"alpha"', '"beta"')
+        await api.pool.execute("SELECT pg_notify('fleetgraph_budget_alerts', $1)", own)
+        first_for_b = await next_payload(theirs, wait=2.0)
+        assert first_for_b["data"]["budgetAlerts"]["scopeValue"] == "beta"
     finally:
         await mine.close()
         await theirs.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+
 from app.tenancy import revoke_token
 from tests.api import Api
 from tests.graphql.registry_helpers import REGISTER, cluster_input, error_codes, kubeconfig
@@ -119,9 +121,24 @@ async def test_abuse_limits_are_refused_with_codes(api: Api) -> None:
     assert oversized.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
-async def test_unexpected_errors_are_internal_without_details(api: Api) -> None:
+async def test_malformed_ids_are_bad_user_input_naming_the_field(api: Api) -> None:
     body = await api.gql('{ cluster(id: "!!!") { name } }', token=api.a.tokens["viewer"])
-    assert error_codes(body) == ["BAD_USER_INPUT"] and "id" in body["errors"][0]["message"]
+    assert error_codes(body) == ["BAD_USER_INPUT"] and body["errors"][0]["message"].startswith(
+        "id:")
+
+
+def test_unexpected_errors_become_internal_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from graphql import GraphQLError
+
+    from schema.extensions import _coded
+
+    boom = RuntimeError("SELECT secret FROM k8s_clusters -- /srv/app.py line 3")
+    coded = _coded(GraphQLError("SELECT secret FROM k8s_clusters", original_error=boom))
+    assert coded.message == "internal error" and coded.extensions == {"code": "INTERNAL"}
+    assert "SELECT" not in str(coded.formatted)
+    assert "RuntimeError" in caplog.text  # the server log keeps the cause
 
 
 async def test_introspection_graphiql_and_depth_are_settings(
