@@ -73,14 +73,15 @@ class SeriesArgs:
         return [self.start + i * step for i in range(count)]
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """Naive datetimes are read as UTC (the API's documented default), aware ones converted."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def series_args(resource: str, start: datetime, end: datetime, step_seconds: int,
                 aggregation: str | None) -> SeriesArgs:
     """Validated arguments; every refusal names the argument and the limit."""
-    start, end = _utc(start), _utc(end)
+    start, end = as_utc(start), as_utc(end)
     if end <= start:
         raise BadUserInput("to", "must be later than from")
     if end - start > MAX_RANGE:

@@ -21,6 +21,7 @@ from strawberry.types import Info
 from resolvers import costs as cost_reads
 from resolvers.context import Context
 from resolvers.errors import BadUserInput
+from resolvers.metrics import as_utc
 from schema.relay import expect_global_id, to_global_id
 from schema.scalars import number
 from sync.cost import budgets as budget_engine
@@ -218,7 +219,10 @@ def _window(window: CostWindowInput | None) -> tuple[datetime, datetime]:
         return window_bounds(WindowPreset(window.preset.value), datetime.now(UTC))
     if window.from_ is None or window.to is None:
         raise BadUserInput("window", "from and to are both required")
-    return window.from_, window.to
+    start, end = as_utc(window.from_), as_utc(window.to)
+    if end <= start:
+        raise BadUserInput("window.to", "must be after window.from")
+    return start, end
 
 
 def _cluster_ids(ids: list[strawberry.ID] | None) -> list[uuid.UUID] | None:
