@@ -36,6 +36,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.encryption_keys:
         settings = settings.with_(encryption_keys=demo_key(settings.data_dir))
+    settings = settings.with_(allow_local_clusters=True)  # the demo's kubesim is on 127.0.0.1
     # uvicorn shuts the server down gracefully on Ctrl-C, then re-raises the signal.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(settings, host=args.host, port=args.port, fleet=args.fleet,

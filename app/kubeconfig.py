@@ -469,6 +469,18 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_host_local_address(host: str) -> bool:
+    """Loopback, link-local (cloud metadata lives at 169.254.169.254) or unspecified: places
+    a registered "cluster" could use to make this server probe itself or its host."""
+    if is_loopback_host(host):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_link_local or address.is_unspecified
+
+
 # --- user ------------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 5_000
     sync_enabled: bool = True
+    allow_local_clusters: bool = False
     metrics_interval_s: float = 30.0
     metrics_retention_days: int = 90
     pod_retention_days: int = 30
@@ -50,6 +51,7 @@ class Settings:
             introspection=_flag(e.get("FLEETGRAPH_INTROSPECTION"), True),
             statement_timeout_ms=int(e.get("FLEETGRAPH_STATEMENT_TIMEOUT_MS") or 15_000),
             sync_enabled=_flag(e.get("FLEETGRAPH_SYNC"), True),
+            allow_local_clusters=_flag(e.get("FLEETGRAPH_ALLOW_LOCAL_CLUSTERS"), False),
             metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
             metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
             pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -21,7 +22,12 @@ import orjson
 from app.auth import Role
 from app.credentials import open_kubeconfig, seal_kubeconfig
 from app.kube_client import ConnectionProbe, probe_connection
-from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
+from app.kubeconfig import (
+    KubeconfigError,
+    SanitizedKubeconfig,
+    is_host_local_address,
+    sanitize_kubeconfig,
+)
 from resolvers.clusters import CLUSTER_COLUMNS
 from resolvers.context import Context
 from resolvers.costs import price_book
@@ -115,13 +121,22 @@ async def _record_prices(
 
 
 def _check_kubeconfig(
-    text: str, context: str | None, problems: list[FieldProblem]
+    ctx: Context, text: str, context: str | None, problems: list[FieldProblem]
 ) -> SanitizedKubeconfig | None:
     try:
-        return sanitize_kubeconfig(text, context=context)
+        kc = sanitize_kubeconfig(text, context=context)
     except KubeconfigError as exc:
         problems.append(FieldProblem(f"kubeconfig.{exc.field}", exc.reason))
         return None
+    host = urlsplit(kc.server_url).hostname or ""
+    if not ctx.settings.allow_local_clusters and is_host_local_address(host):
+        # Otherwise a tenant could aim the server's own probes at itself or its host.
+        problems.append(FieldProblem(
+            "kubeconfig.server",
+            "loopback and link-local addresses are refused on this server "
+            "(FLEETGRAPH_ALLOW_LOCAL_CLUSTERS=1 allows them, e.g. for local clusters)"))
+        return None
+    return kc
 
 
 async def _notify(conn: asyncpg.Connection, cluster_id: uuid.UUID, action: str) -> None:
@@ -152,7 +167,7 @@ async def register_cluster(ctx: Context, args: ClusterInputArgs) -> asyncpg.Reco
         problems.append(FieldProblem("provider", f"must be one of {', '.join(PROVIDERS)}"))
     labels = _check_labels(args.labels, problems)
     prices = _check_pricing(args.pricing, problems)
-    kc = _check_kubeconfig(args.kubeconfig or "", args.context, problems)
+    kc = _check_kubeconfig(ctx, args.kubeconfig or "", args.context, problems)
     if problems or kc is None:
         raise InvalidInputError(problems)
     cluster_id = uuid.uuid4()
@@ -225,7 +240,7 @@ async def rotate_credentials(
     problems: list[FieldProblem] = []
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _fetch_owned(conn, ctx, cluster_id, lock=True)
-        kc = _check_kubeconfig(kubeconfig, context, problems)
+        kc = _check_kubeconfig(ctx, kubeconfig, context, problems)
         if kc is None:
             raise InvalidInputError(problems)
         sealed = seal_kubeconfig(ctx.vault, cluster_id, kc)

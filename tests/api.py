@@ -61,8 +61,9 @@ async def make_tenant(pool: asyncpg.Pool, slug: str) -> Tenant:
 async def running_api(
     database_url: str, pool: asyncpg.Pool, *, slug_prefix: str, **overrides: Any
 ) -> AsyncIterator[Api]:
+    # Tests point clusters at kubesim and stub servers on 127.0.0.1.
     settings = Settings(database_url=database_url, encryption_keys=generate_key(),
-                        sync_enabled=False).with_(**overrides)
+                        sync_enabled=False, allow_local_clusters=True).with_(**overrides)
     app = create_app(settings, migrate=False)
     a = await make_tenant(pool, f"{slug_prefix}-a")
     b = await make_tenant(pool, f"{slug_prefix}-b")

@@ -141,13 +141,26 @@ def test_unexpected_errors_become_internal_without_details(
     assert "RuntimeError" in caplog.text  # the server log keeps the cause
 
 
-async def test_introspection_graphiql_and_depth_are_settings(
+async def test_introspection_graphiql_depth_and_local_clusters_are_settings(
     database_url: str, db_pool: Any
 ) -> None:
     from tests.api import running_api
 
     async with running_api(database_url, db_pool, slug_prefix="noi", introspection=False,
-                           graphiql=False, max_query_depth=3) as closed:
+                           graphiql=False, max_query_depth=3,
+                           allow_local_clusters=False) as closed:
+        # By default a cluster may not point the server at itself or at cloud metadata.
+        for server in ("http://127.0.0.1:6443", "https://localhost:6443",
+                       "https://169.254.169.254", "https://[::1]:6443"):
+            refused = await closed.gql(REGISTER, {"input": cluster_input(
+                "local", kubeconfig=kubeconfig(server=server))}, token=closed.a.tokens["admin"])
+            result = refused["data"]["registerCluster"]
+            assert result["__typename"] == "InvalidInput", (server, refused)
+            assert [e["field"] for e in result["fieldErrors"]] == ["kubeconfig.server"]
+        remote = await closed.gql(REGISTER, {"input": cluster_input(
+            "remote", kubeconfig=kubeconfig(server="https://10.20.0.1:6443"))},
+            token=closed.a.tokens["admin"])
+        assert remote["data"]["registerCluster"]["__typename"] == "Cluster"
         token = closed.a.tokens["viewer"]
         body = await closed.gql("{ __schema { queryType { name } } }", token=token)
         assert set(error_codes(body)) == {"BAD_USER_INPUT"} and body.get("data") is None
