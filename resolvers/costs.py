@@ -16,6 +16,7 @@ from typing import Any
 from app.auth import Role
 from resolvers import events
 from resolvers.context import Context
+from resolvers.dataloaders import BatchLoader
 from resolvers.errors import BadUserInput, NotFound
 from sync.cost import budgets as budget_engine
 from sync.cost import pricing as pricing_engine
@@ -65,12 +66,23 @@ async def costs(
 async def cluster_pricing(
     ctx: Context, cluster_id: uuid.UUID
 ) -> pricing_engine.ClusterPricing | None:
-    principal = ctx.require()
-    async with ctx.pool.acquire() as conn:
-        return await pricing_engine.get_cluster_pricing(
-            conn, organization_id=principal.organization_id, cluster_id=cluster_id,
-            at=datetime.now(UTC), book=price_book(ctx),
-        )
+    def factory(c: Context) -> BatchLoader[uuid.UUID, pricing_engine.ClusterPricing | None]:
+        async def fetch(
+            keys: list[uuid.UUID],
+        ) -> Mapping[uuid.UUID, pricing_engine.ClusterPricing | None]:
+            async with c.pool.acquire() as conn:
+                found = await pricing_engine.get_clusters_pricing(
+                    conn, organization_id=c.require().organization_id, cluster_ids=keys,
+                    at=datetime.now(UTC), book=price_book(c),
+                )
+            return dict(found)
+
+        return BatchLoader(fetch, missing=lambda: None)
+
+    ctx.require()
+    loader: BatchLoader[uuid.UUID, pricing_engine.ClusterPricing | None] = ctx.loader(
+        "cluster_pricing", factory)
+    return await loader.load(cluster_id)
 
 
 async def set_cluster_pricing(

@@ -153,19 +153,26 @@ class PriceBook:
         return self.by_provider.get(provider) or OPENCOST_DEFAULT
 
 
-_EFFECTIVE_SQL = """
-SELECT c.provider, c.price_cpu_core_hour, c.price_memory_gib_hour, c.price_storage_gib_hour,
-       c.price_network_gib,
+_EFFECTIVE_SELECT = """
+SELECT c.id, c.provider, c.price_cpu_core_hour, c.price_memory_gib_hour,
+       c.price_storage_gib_hour, c.price_network_gib,
        EXISTS (SELECT 1 FROM k8s_cluster_prices h WHERE h.cluster_id = c.id) AS has_history,
        p.price_cpu_core_hour AS h_cpu, p.price_memory_gib_hour AS h_memory,
        p.price_storage_gib_hour AS h_storage, p.price_network_gib AS h_network,
-       p.currency AS h_currency, p.source AS h_source
+       p.currency AS h_currency, p.source AS h_source, p.effective_from AS h_from
   FROM k8s_clusters c
   LEFT JOIN LATERAL (
         SELECT * FROM k8s_cluster_prices h
          WHERE h.cluster_id = c.id AND h.effective_from <= $2
          ORDER BY h.effective_from DESC LIMIT 1) p ON true
- WHERE c.id = $1
+"""
+_EFFECTIVE_SQL = _EFFECTIVE_SELECT + " WHERE c.id = $1"
+_EFFECTIVE_MANY_SQL = _EFFECTIVE_SELECT + " WHERE c.id = ANY($1::uuid[]) AND c.organization_id = $3"
+_INSTANCE_TYPES_SQL = """
+SELECT DISTINCT ON (cluster_id, instance_type) cluster_id, instance_type, hourly_cost
+  FROM k8s_instance_type_prices
+ WHERE cluster_id = ANY($1::uuid[]) AND effective_from <= $2
+ ORDER BY cluster_id, instance_type, effective_from DESC
 """
 
 
@@ -174,8 +181,12 @@ async def effective_prices(
 ) -> PriceSheet | None:
     """The sheet that prices ``at`` for a cluster (None if the cluster does not exist)."""
     row = await conn.fetchrow(_EFFECTIVE_SQL, cluster_id, at)
-    if row is None:
-        return None
+    return _sheet(row, book) if row is not None else None
+
+
+def _sheet(row: asyncpg.Record, book: PriceBook) -> PriceSheet:
+    """The history row in effect, else the provider default once a history exists, else the
+    cluster row's columns over the default."""
     default = book.default_for(row["provider"])
     if row["h_cpu"] is not None:
         return PriceSheet(
@@ -229,6 +240,28 @@ class ClusterPricing:
     instance_types: dict[str, Decimal]
 
 
+async def get_clusters_pricing(
+    conn: asyncpg.Connection,
+    *,
+    organization_id: uuid.UUID,
+    cluster_ids: list[uuid.UUID],
+    at: datetime,
+    book: PriceBook,
+) -> dict[uuid.UUID, ClusterPricing]:
+    """Pricing at ``at`` for many clusters in two statements (what ``Cluster.pricing``'s
+    dataloader needs); clusters not in the organization are absent from the answer."""
+    rows = await conn.fetch(_EFFECTIVE_MANY_SQL, cluster_ids, at, organization_id)
+    owned = [r["id"] for r in rows]
+    instance_types: dict[uuid.UUID, dict[str, Decimal]] = {cid: {} for cid in owned}
+    for r in await conn.fetch(_INSTANCE_TYPES_SQL, owned, at) if owned else []:
+        if r["hourly_cost"]:
+            instance_types[r["cluster_id"]][r["instance_type"]] = r["hourly_cost"]
+    return {
+        r["id"]: ClusterPricing(r["id"], _sheet(r, book), r["h_from"], instance_types[r["id"]])
+        for r in rows
+    }
+
+
 async def get_cluster_pricing(
     conn: asyncpg.Connection,
     *,
@@ -238,28 +271,9 @@ async def get_cluster_pricing(
     book: PriceBook,
 ) -> ClusterPricing | None:
     """The cluster's pricing at ``at``; None when the cluster is not the organization's."""
-    owned = await conn.fetchval(
-        "SELECT true FROM k8s_clusters WHERE id = $1 AND organization_id = $2",
-        cluster_id, organization_id,
-    )
-    if not owned:
-        return None
-    sheet = await effective_prices(conn, cluster_id=cluster_id, at=at, book=book)
-    assert sheet is not None
-    since = await conn.fetchval(
-        "SELECT max(effective_from) FROM k8s_cluster_prices"
-        " WHERE cluster_id = $1 AND effective_from <= $2",
-        cluster_id, at,
-    )
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (instance_type) instance_type, hourly_cost
-             FROM k8s_instance_type_prices
-            WHERE cluster_id = $1 AND effective_from <= $2
-            ORDER BY instance_type, effective_from DESC""",
-        cluster_id, at,
-    )
-    instance_types = {r["instance_type"]: r["hourly_cost"] for r in rows if r["hourly_cost"]}
-    return ClusterPricing(cluster_id, sheet, since, instance_types)
+    found = await get_clusters_pricing(conn, organization_id=organization_id,
+                                       cluster_ids=[cluster_id], at=at, book=book)
+    return found.get(cluster_id)
 
 
 async def set_cluster_pricing(

@@ -16,6 +16,7 @@ TREE = """
 { clusters(first: 50) { totalCount edges { node { name
     health { status podsTotal nodesTotal }
     cost { estimatedHourlyCost }
+    pricing { cpuCoreHour instanceTypes { instanceType } }
     namespaces(first: 20) { totalCount edges { cursor node { name
       cost { totalCost30d }
       deployments(first: 10) { totalCount edges { node { name replicas { desired }
@@ -25,9 +26,9 @@ TREE = """
 } } } }
 """
 
-# clusters page, clusters totalCount, health+cost (one loader), namespaces, namespace costs,
-# deployments, pods.
-EXPECTED_STATEMENTS = 7
+# clusters page, clusters totalCount, health+cost (one loader), pricing (sheets, instance
+# types), namespaces, namespace costs, deployments, pods.
+EXPECTED_STATEMENTS = 9
 
 
 async def _statements(api: Any, token: str, query: str) -> tuple[int, dict[str, Any]]:
