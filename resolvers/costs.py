@@ -20,9 +20,23 @@ from resolvers.dataloaders import BatchLoader
 from resolvers.errors import BadUserInput, NotFound
 from sync.cost import budgets as budget_engine
 from sync.cost import pricing as pricing_engine
-from sync.cost.query import CostRow, GroupBy, ShareMode, query_costs
+from sync.cost.query import (
+    CostRow,
+    GroupBy,
+    ShareMode,
+    WindowPreset,
+    query_costs,
+    window_bounds,
+)
 
 _BOOK: pricing_engine.PriceBook | None = None
+
+
+# The schema's cost types name these; they reach it through here (schema imports resolvers).
+__all__ = [
+    "CostRow", "GroupBy", "ShareMode", "WindowPreset", "budget_engine", "pricing_engine",
+    "window_bounds",
+]
 
 
 def price_book(ctx: Context) -> pricing_engine.PriceBook:

@@ -20,13 +20,19 @@ from strawberry.types import Info
 
 from resolvers import costs as cost_reads
 from resolvers.context import Context
+from resolvers.costs import (
+    CostRow,
+    GroupBy,
+    ShareMode,
+    WindowPreset,
+    budget_engine,
+    pricing_engine,
+    window_bounds,
+)
 from resolvers.errors import BadUserInput
 from resolvers.metrics import as_utc
 from schema.relay import expect_global_id, to_global_id
 from schema.scalars import number
-from sync.cost import budgets as budget_engine
-from sync.cost import pricing as pricing_engine
-from sync.cost.query import CostRow, GroupBy, ShareMode, WindowPreset, window_bounds
 
 
 @strawberry.enum(description="Dimensions cost rows can be grouped by.")
