@@ -111,11 +111,20 @@ class Relation:
         return f"{self.entity.base_from} {self.join}"
 
 
+def _born_within_parent(born: str) -> str:
+    """Children join by name, and a name can be reused: a namespace deleted and created again
+    is two rows. A child belongs to the generation of its parent that was alive when the
+    child was created (unknown times match, rather than hide a row)."""
+    return (f"AND (par.created_at IS NULL OR {born} IS NULL OR {born} >= par.created_at) "
+            f"AND (par.deleted_at IS NULL OR {born} IS NULL OR {born} <= par.deleted_at)")
+
+
 def _under_namespace(e: Entity) -> Relation:
     a = e.alias
+    born = f"{a}.first_deployed_at" if e.table == "k8s_helm_releases" else f"{a}.created_at"
     return Relation(f"namespace.{e.table}", e, "par.id",
                     f"JOIN k8s_namespaces par ON par.cluster_id = {a}.cluster_id "
-                    f"AND par.name = {a}.namespace")
+                    f"AND par.name = {a}.namespace {_born_within_parent(born)}")
 
 
 def _under_cluster(e: Entity) -> Relation:
@@ -137,11 +146,12 @@ NAMESPACE_HELM_RELEASES = _under_namespace(HELM_RELEASE)
 DEPLOYMENT_PODS = Relation(
     "deployment.k8s_pods", POD, "par.id",
     "JOIN k8s_deployments par ON par.cluster_id = p.cluster_id AND par.namespace = p.namespace "
-    "AND par.name = p.deployment_name",
+    "AND par.name = p.deployment_name " + _born_within_parent("p.created_at"),
 )
 NODE_PODS = Relation(
     "node.k8s_pods", POD, "par.id",
-    "JOIN k8s_nodes par ON par.cluster_id = p.cluster_id AND par.name = p.node_name",
+    "JOIN k8s_nodes par ON par.cluster_id = p.cluster_id AND par.name = p.node_name "
+    + _born_within_parent("p.created_at"),
 )
 FLEET_NAMESPACES = _under_organization(NAMESPACE)
 FLEET_DEPLOYMENTS = _under_organization(DEPLOYMENT)

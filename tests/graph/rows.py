@@ -28,8 +28,9 @@ def _uid() -> str:
 
 async def namespace(conn: asyncpg.Connection, cluster_id: uuid.UUID, name: str,
                     **cols: Any) -> uuid.UUID:
+    values: dict[str, Any] = {"phase": "Active", "created_at": NOW, **cols}
     return await insert(conn, "k8s_namespaces", cluster_id=cluster_id, uid=_uid(), name=name,
-                        phase="Active", created_at=NOW, **cols)
+                        **values)
 
 
 async def node(conn: asyncpg.Connection, cluster_id: uuid.UUID, name: str,
