@@ -60,6 +60,18 @@ def options_from_settings(settings: Settings, **overrides: Any) -> SyncOptions:
     return SyncOptions(**values)
 
 
+async def _stopped(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait (bounded) for cancelled syncs to finish; their outcome is already logged."""
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not report it again
+    if pending:
+        log.warning("%d cluster syncs did not stop within %ss", len(pending), STOP_TIMEOUT_S)
+
+
 async def request_resync(
     pool: asyncpg.Pool, cluster_id: uuid.UUID, *, organization_id: uuid.UUID | None = None
 ) -> bool:
@@ -235,12 +247,14 @@ class Supervisor:
 
     async def _stop(self, cluster_id: uuid.UUID) -> None:
         running = self._running.pop(cluster_id, None)
-        if running is None:
-            return
-        running.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await running.task
+        if running is not None:
+            running.task.cancel()
+            await _stopped([running.task])
 
     async def _stop_all(self) -> None:
-        for cluster_id in list(self._running):
-            await self._stop(cluster_id)
+        """Cancel every sync at once, then wait: when the lease is lost, no sync may keep
+        writing while another one is still winding down."""
+        running, self._running = self._running, {}
+        for entry in running.values():
+            entry.task.cancel()
+        await _stopped([entry.task for entry in running.values()])
