@@ -113,9 +113,13 @@ class ClusterLease:
         self.held.clear()
         if conn is None:
             return
-        conn.remove_termination_listener(self._on_terminated)
+        # A connection the server killed may already be detached: nothing here may raise,
+        # or the supervisor could never open a new lease connection.
+        with contextlib.suppress(asyncpg.InterfaceError):
+            conn.remove_termination_listener(self._on_terminated)
         if self._lost or conn.is_closed():
-            conn.terminate()
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
         else:
             for channel, callback in self._listeners.items():
                 with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
