@@ -48,21 +48,33 @@ async def lock_holders(pool: asyncpg.Pool, cluster_ids: list[uuid.UUID]) -> dict
     return {c: by_key[lease_key(c)] for c in cluster_ids if lease_key(c) in by_key}
 
 
+async def _crash(sup: Supervisor, pool: asyncpg.Pool, lease_pid: int) -> None:
+    """What a replica's death looks like from the database: its tasks stop with no cleanup
+    and its lease connection vanishes."""
+    tasks = [*sup._tasks, *(r.task for r in sup._running.values())]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    sup._running.clear()
+    await pool.execute("SELECT pg_terminate_backend($1)", lease_pid)
+
+
 async def test_two_supervisors_sync_each_cluster_exactly_once_and_hand_over(
     clean: asyncpg.Pool, vault: Vault, sim: KubeSim
 ) -> None:
     pool = clean
     clusters = [await new_cluster(pool, vault, sim) for _ in range(4)]
     first, second = supervisor(pool, vault), supervisor(pool, vault)
+    third = supervisor(pool, vault)
     await first.start()
     await second.start()
+
+    def synced_once() -> bool:
+        return (first.clusters.isdisjoint(second.clusters)
+                and first.clusters | second.clusters == set(clusters))
+
     try:
-        await eventually(
-            lambda: asyncio.sleep(0, len(first.clusters) + len(second.clusters)),
-            lambda n: n == len(clusters),
-        )
-        assert first.clusters.isdisjoint(second.clusters)
-        assert first.clusters | second.clusters == set(clusters)
+        await eventually(lambda: asyncio.sleep(0, synced_once()), lambda ok: ok)
         holders = await lock_holders(pool, clusters)
         assert len(holders) == len(clusters) and len(set(holders.values())) <= 2
         await eventually(
@@ -71,28 +83,34 @@ async def test_two_supervisors_sync_each_cluster_exactly_once_and_hand_over(
             lambda n: n == len(clusters),
             within=10,
         )
-        # Kill the first one's lease connection, as a crashed replica's would vanish.
-        victim = first if first.clusters else second
-        survivor = second if victim is first else first
-        # Its backend, from pg_locks: the lease connection itself is busy with the supervisor.
-        pid = holders[next(iter(victim.clusters))]
+        # A replica that loses its lease connection but lives on stops every sync at once;
+        # the clusters end up synced exactly once again, by whoever leases them first.
+        await pool.execute("SELECT pg_terminate_backend($1)", holders[clusters[0]])
+        await eventually(lambda: asyncio.sleep(0, synced_once()), lambda ok: ok, within=5)
+
+        # A replica that dies: the other takes all of its clusters within a bounded time.
+        holders = await eventually(lambda: lock_holders(pool, clusters),
+                                   lambda h: len(h) == len(clusters))
+        dead = first if clusters[0] in first.clusters else second
+        survivor = second if dead is first else first
         started = time.monotonic()
-        await pool.execute("SELECT pg_terminate_backend($1)", pid)
+        await _crash(dead, pool, holders[clusters[0]])
         await eventually(
             lambda: asyncio.sleep(0, survivor.clusters), lambda c: c == set(clusters), within=5
         )
-        handover = time.monotonic() - started
-        assert handover < 5
-        # The victim stopped its syncs before anyone else could take them.
-        assert victim.clusters.isdisjoint(survivor.clusters)
+        assert time.monotonic() - started < 5
+        assert set((await lock_holders(pool, clusters)).values()) == {
+            (await lock_holders(pool, clusters))[clusters[0]]}
+        # An orderly stop hands over too.
+        await third.start()
         await survivor.stop()
-        # Orderly shutdown hands over too.
         await eventually(
-            lambda: asyncio.sleep(0, victim.clusters), lambda c: c == set(clusters), within=5
+            lambda: asyncio.sleep(0, third.clusters), lambda c: c == set(clusters), within=5
         )
     finally:
         await first.stop()
         await second.stop()
+        await third.stop()
 
 
 async def test_registry_changes_are_picked_up_without_restart(
