@@ -6,7 +6,7 @@ Prints:
 * no-op resync: every informer relists, nothing changed (the IS DISTINCT FROM path);
 * change -> row latency: median and p99 from a pod patch in kubesim to its row in PostgreSQL.
 
-Run: ``.venv/bin/python bench/bench_sync.py [--fleet large] [--changes 200]``
+Run: ``PYTHONPATH=. .venv/bin/python bench/bench_sync.py [--fleet large] [--changes 200]``
 (``DATABASE_URL`` or the embedded PostgreSQL in a temporary folder).
 """
 
@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-from app.db import create_pool, database_url_or_embedded
-from app.migrations import upgrade_to_head
+from app.db import create_pool
 from app.vault import Vault, generate_key
 from kubesim import KubeSim
 from sync.cluster_sync import ClusterRecord, ClusterSync, SyncOptions, kubeconfig_aad
 from sync.mappers import map_deployment, map_namespace, map_node, map_pod, map_replicaset
 from sync.writer import JSON_COLUMNS, TABLES
+from tests.databases import bench_database
 
 MAPPERS = {
     "namespaces": map_namespace,
@@ -42,11 +39,6 @@ MAPPERS = {
 }
 OPTIONS = SyncOptions(page_size=500, flush_interval=0.05, metrics_interval=3600.0,
                       heartbeat_interval=3600.0, health_interval=3600.0)
-
-
-def with_database(url: str, database: str) -> str:
-    head, sep, query = url.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{database}{sep}{query}"
 
 
 async def bare_copy_seconds(pool: asyncpg.Pool, sim: KubeSim) -> tuple[float, int]:
@@ -123,13 +115,8 @@ async def measure_latency(
     return sorted(seen[name] - sent[name] for name in sent)
 
 
-async def bench(url: str, *, fleet: str, changes: int) -> None:
-    name = f"fg_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    db_url = with_database(url, name)
-    try:
-        await asyncio.to_thread(upgrade_to_head, db_url)
+async def bench(*, fleet: str, changes: int) -> None:
+    async with bench_database("fg_bench") as db_url:
         pool = await create_pool(db_url, max_size=6)
         vault = Vault.from_env(generate_key())
         built = time.perf_counter()
@@ -172,9 +159,6 @@ async def bench(url: str, *, fleet: str, changes: int) -> None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:
@@ -182,9 +166,7 @@ def main() -> None:
     parser.add_argument("--fleet", default="large")
     parser.add_argument("--changes", type=int, default=200)
     args = parser.parse_args()
-    data_dir = Path(os.environ.get("FLEETGRAPH_BENCH_DATA_DIR") or tempfile.mkdtemp())
-    with database_url_or_embedded(os.environ.get("DATABASE_URL"), data_dir) as url:
-        asyncio.run(bench(url, fleet=args.fleet, changes=args.changes))
+    asyncio.run(bench(fleet=args.fleet, changes=args.changes))
 
 
 if __name__ == "__main__":
