@@ -3,8 +3,6 @@ subscribers through the process's one LISTEN hub, and no other tenant's."""
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 
 from tests.api import Api
@@ -63,4 +61,3 @@ async def test_budget_alert_reaches_its_tenant_only(api: Api) -> None:
     finally:
         await mine.close()
         await theirs.close()
-        await asyncio.sleep(0)

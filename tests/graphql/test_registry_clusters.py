@@ -3,7 +3,6 @@ credential out of every response, log and plaintext column, and the list/update/
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -259,7 +258,6 @@ async def test_clusters_filter_order_and_paginate(database_url: str, db_pool: An
                                      token=admin)
         assert error_codes(bad_selector) == ["BAD_USER_INPUT"]
         assert "labelSelector" in bad_selector["errors"][0]["message"]
-    await asyncio.sleep(0)
 
 
 async def test_prices_given_at_registration_enter_the_price_history(api: Api) -> None:
