@@ -38,7 +38,7 @@ class Settings:
     metrics_retention_days: int = 90
     pod_retention_days: int = 30
     pool_min_size: int = 1
-    pool_max_size: int = 10
+    pool_max_size: int = 20  # the API, each cluster sync, the LISTEN hub and the lease share it
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
