@@ -28,6 +28,7 @@ from resolvers.events import (
     ChangeNotice,
     ClusterEvent,
     SubscriberDropped,
+    TokenRevoked,
     budget_alert_event,
     compute_events,
 )
@@ -35,6 +36,8 @@ from resolvers.events import (
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 64
+# A WebSocket authenticates once; a token revoked later ends its subscriptions within this.
+REVOCATION_INTERVAL_S = 5.0
 _RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -44,7 +47,9 @@ class Subscriber:
     topic: str
     cluster_id: uuid.UUID | None
     queue: asyncio.Queue[ClusterEvent | None]
+    token_id: uuid.UUID | None = None
     dropped: bool = False
+    revoked: bool = False
 
     def wants(self, event: ClusterEvent) -> bool:
         return event.topic == self.topic and self.cluster_id in (None, event.cluster_id)
@@ -62,10 +67,12 @@ class ChangeHub:
     """LISTEN once, compute once, fan out to bounded queues."""
 
     def __init__(self, dsn: str, pool: asyncpg.Pool, *,
-                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+                 queue_size: int = DEFAULT_QUEUE_SIZE,
+                 revocation_interval: float = REVOCATION_INTERVAL_S) -> None:
         self._dsn = dsn
         self._pool = pool
         self._queue_size = queue_size
+        self._revocation_interval = revocation_interval
         self._inbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
@@ -76,6 +83,8 @@ class ChangeHub:
     async def start(self) -> None:
         await self._listen()
         self._tasks.append(asyncio.create_task(self._work(), name="fleetgraph-events"))
+        self._tasks.append(asyncio.create_task(self._watch_revocations(),
+                                               name="fleetgraph-events-revocations"))
 
     async def stop(self) -> None:
         self._closing = True
@@ -127,6 +136,29 @@ class ChangeHub:
             except Exception:  # one bad notice never stops the feed
                 log.exception("could not publish change notice")
 
+    async def _watch_revocations(self) -> None:
+        """One query per interval for the whole process: tokens revoked since the last look
+        end every subscription opened with them."""
+        since = await self._pool.fetchval("SELECT now()")
+        while True:
+            await asyncio.sleep(self._revocation_interval)
+            try:
+                rows = await self._pool.fetch(
+                    "SELECT id, revoked_at FROM api_tokens WHERE revoked_at > $1", since)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not check for revoked tokens: %s", type(exc).__name__)
+                continue
+            if rows:
+                since = max(r["revoked_at"] for r in rows)
+                self.end_token_subscriptions({r["id"] for r in rows})
+
+    def end_token_subscriptions(self, token_ids: set[uuid.UUID]) -> None:
+        for subscribers in list(self._subscribers.values()):
+            for subscriber in list(subscribers):
+                if subscriber.token_id in token_ids:
+                    subscriber.revoked = True
+                    self._end(subscriber)
+
     async def publish(self, payload: str) -> None:
         """Compute the events of one notice (once) and offer them to its subscribers."""
         notice = ChangeNotice.parse(payload)
@@ -177,10 +209,11 @@ class ChangeHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None
+        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None,
+        token_id: uuid.UUID | None = None,
     ) -> AsyncIterator[AsyncIterator[ClusterEvent]]:
         subscriber = Subscriber(organization_id, topic, cluster_id,
-                                asyncio.Queue(maxsize=self._queue_size))
+                                asyncio.Queue(maxsize=self._queue_size), token_id)
         self._subscribers[organization_id].add(subscriber)
         try:
             yield self._events(subscriber)
@@ -193,6 +226,8 @@ class ChangeHub:
         while True:
             event = await subscriber.queue.get()
             if event is None:
+                if subscriber.revoked:
+                    raise TokenRevoked("the token of this subscription was revoked")
                 if subscriber.dropped:
                     raise SubscriberDropped("this subscriber fell behind and was dropped; "
                                             "subscribe again")

@@ -111,12 +111,17 @@ class EventSource(Protocol):
     """What the subscription resolvers need from the hub (``app.events.ChangeHub``)."""
 
     def subscribe(
-        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None
+        self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None,
+        token_id: uuid.UUID | None = None,
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ClusterEvent]]: ...
 
 
 class SubscriberDropped(ApiError):
     code = "SUBSCRIBER_TOO_SLOW"
+
+
+class TokenRevoked(ApiError):
+    code = "UNAUTHENTICATED"
 
 
 class EventsUnavailable(ApiError):
@@ -136,7 +141,7 @@ async def stream(
     if hub is None:
         raise EventsUnavailable("live events are not available on this server")
     async with hub.subscribe(organization_id=principal.organization_id, topic=topic,
-                             cluster_id=cluster_id) as events:
+                             cluster_id=cluster_id, token_id=principal.token_id) as events:
         if cluster_id is not None:
             row = await ctx.pool.fetchrow(_EVENT_SQL + " AND h.organization_id = $2",
                                           cluster_id, principal.organization_id)
