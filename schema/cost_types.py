@@ -34,31 +34,16 @@ from resolvers.metrics import as_utc
 from schema.relay import expect_global_id, to_global_id
 from schema.scalars import number
 
-
-@strawberry.enum(description="Dimensions cost rows can be grouped by.")
-class CostGroupBy(Enum):
-    CLUSTER = "CLUSTER"
-    NAMESPACE = "NAMESPACE"
-    TEAM = "TEAM"
-    COST_CENTER = "COST_CENTER"
-    DEPLOYMENT = "DEPLOYMENT"
-
-
-@strawberry.enum(description="How shared namespaces' cost is split across the others.")
-class CostShareMode(Enum):
-    EVEN = "even"
-    WEIGHTED = "weighted"
-
-
-@strawberry.enum(description="Windows in whole UTC hours, ending at the last finished hour.")
-class CostWindowPreset(Enum):
-    LAST_24_HOURS = "LAST_24_HOURS"
-    LAST_7_DAYS = "LAST_7_DAYS"
-    LAST_30_DAYS = "LAST_30_DAYS"
-    TODAY = "TODAY"
-    YESTERDAY = "YESTERDAY"
-    MONTH_TO_DATE = "MONTH_TO_DATE"
-    LAST_MONTH = "LAST_MONTH"
+# The engine's own enums, exposed under GraphQL names (one definition, no twin to keep in
+# step); ``strawberry.enum`` marks the classes themselves, so they are used directly below.
+strawberry.enum(GroupBy, name="CostGroupBy",
+                              description="Dimensions cost rows can be grouped by.")
+strawberry.enum(ShareMode, name="CostShareMode",
+                                description="How shared namespaces' cost is split across the "
+                                            "others.")
+strawberry.enum(WindowPreset, name="CostWindowPreset",
+                                   description="Windows in whole UTC hours, ending at the last "
+                                               "finished hour.")
 
 
 @strawberry.enum
@@ -71,7 +56,7 @@ class BudgetScope(Enum):
 @strawberry.input(description="Either a preset or both `from` and `to` (hours starting in "
                               "[from, to)).")
 class CostWindowInput:
-    preset: CostWindowPreset | None = None
+    preset: WindowPreset | None = None
     from_: datetime | None = strawberry.field(default=None, name="from")
     to: datetime | None = None
 
@@ -222,7 +207,7 @@ def _window(window: CostWindowInput | None) -> tuple[datetime, datetime]:
     if window.preset is not None:
         if window.from_ is not None or window.to is not None:
             raise BadUserInput("window", "give either a preset or from/to, not both")
-        return window_bounds(WindowPreset(window.preset.value), datetime.now(UTC))
+        return window_bounds(window.preset, datetime.now(UTC))
     if window.from_ is None or window.to is None:
         raise BadUserInput("window", "from and to are both required")
     start, end = as_utc(window.from_), as_utc(window.to)
@@ -247,18 +232,18 @@ class CostQuery:
         self,
         info: Info[Context, None],
         window: CostWindowInput | None = None,
-        group_by: list[CostGroupBy] | None = None,
+        group_by: list[GroupBy] | None = None,
         share_idle: bool = False,
         shared_namespaces: list[str] | None = None,
-        share_mode: CostShareMode = CostShareMode.WEIGHTED,
+        share_mode: ShareMode = ShareMode.WEIGHTED,
         cluster_ids: list[strawberry.ID] | None = None,
     ) -> list[CostAllocation]:
         start, end = _window(window)
         rows = await cost_reads.costs(
             info.context, start=start, end=end,
-            group_by=[GroupBy(g.value) for g in (group_by or [CostGroupBy.NAMESPACE])],
+            group_by=list(group_by or [GroupBy.NAMESPACE]),
             share_idle=share_idle, shared_namespaces=shared_namespaces,
-            share_mode=ShareMode(share_mode.value), cluster_ids=_cluster_ids(cluster_ids),
+            share_mode=share_mode, cluster_ids=_cluster_ids(cluster_ids),
         )
         return [CostAllocation.of(r) for r in rows]
 
