@@ -1,11 +1,18 @@
 # Two commands: `make run` starts the server (embedded PostgreSQL unless DATABASE_URL is set),
-# `make test` runs the whole suite. Both install what they need into .venv first.
+# `make test` runs the whole suite. Both install what they need first: Python packages into
+# .venv, GraphiQL's assets from the npm registry (npm ci, pinned by package-lock.json), and for
+# the tests the npm reference clients and Debian's Chromium.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GRAPHIQL := app/graphiql
+GRAPHIQL_STAMP := $(GRAPHIQL)/node_modules/.installed
+PEERS := tests/peers
+PEERS_STAMP := $(PEERS)/node_modules/.installed
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
-.PHONY: install run test bench clean
+.PHONY: install install-system graphiql-assets run test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,12 +20,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(GRAPHIQL_STAMP): $(GRAPHIQL)/package.json $(GRAPHIQL)/package-lock.json
+	$(NPM_CI) --prefix $(GRAPHIQL)
+	touch $(GRAPHIQL_STAMP)
 
-run: $(STAMP)
+$(PEERS_STAMP): $(PEERS)/package.json $(PEERS)/package-lock.json
+	$(NPM_CI) --prefix $(PEERS)
+	touch $(PEERS_STAMP)
+
+# GraphiQL's assets need npm; without it the server still runs (the page says what is missing).
+graphiql-assets:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(GRAPHIQL_STAMP); \
+	else echo "npm not found: GraphiQL will not load until its assets are installed" >&2; fi
+
+install: $(STAMP) $(GRAPHIQL_STAMP) $(PEERS_STAMP)
+
+# Debian packages the test suite drives: Chromium for the browser tests.
+install-system:
+	@command -v chromium >/dev/null 2>&1 || ./.ci/apt-install chromium
+
+run: $(STAMP) graphiql-assets
 	$(BIN)/fleetgraph demo
 
-test: $(STAMP)
+test: install install-system
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest -q
@@ -30,4 +54,4 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/bench_cost.py
 
 clean:
-	rm -rf $(VENV) .fleetgraph
+	rm -rf $(VENV) .fleetgraph $(GRAPHIQL)/node_modules $(PEERS)/node_modules test-artifacts

@@ -86,6 +86,9 @@ async def run_demo(settings: Settings, *, host: str, port: int, fleet: str, seed
                 return
             await asyncio.sleep(0.05)
         token = await register_demo_cluster(app, yaml.safe_dump(sim.kubeconfig))
+        # Demo only: GraphiQL opens with the admin token already in its headers editor. A
+        # real server never sets this, so its pages never carry a token.
+        app.state.graphiql_initial_headers = {"Authorization": f"Bearer {token}"}
         print(f"\nFleetGraph demo is up. kubesim ({fleet} fleet, seed {seed}) at {sim.url}")
         print(f"GraphiQL: http://{host}:{port}/graphql")
         print(f'Send the header {{"Authorization": "Bearer {token}"}} (admin, org "demo").\n',

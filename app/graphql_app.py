@@ -6,16 +6,18 @@ import hashlib
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
 from app.auth import authenticate, bearer_token
+from app.ide import graphiql_page
 from app.settings import Settings
 from app.vault import Vault
 from resolvers.context import Context
@@ -33,7 +35,7 @@ class FleetGraphQL(GraphQL[Context, None]):
         super().__init__(
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
-            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
             keep_alive=True,
         )
         self.settings = settings
@@ -65,8 +67,42 @@ class FleetGraphQL(GraphQL[Context, None]):
         context.principal = principal
         return None
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """Our own GraphiQL page, with every asset served from this server (see app.ide)."""
+        return graphiql_page(
+            endpoint=request.url.path,
+            initial_headers=getattr(request.app.state, "graphiql_initial_headers", None),
+        )
+
+    def decode_json(self, data: str | bytes) -> object:
+        """orjson refuses invalid UTF-8 and nesting deeper than 1,024 with a JSONDecodeError,
+        which Strawberry turns into a 400; the standard library would raise UnicodeDecodeError
+        or RecursionError instead, and those became plain 500s."""
+        return orjson.loads(data)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP errors Strawberry raises before execution (unparsable JSON, no query, a wrong
+        method or content type) come back as a GraphQL error body with a code, not plain
+        text, so clients can handle every failure the same way."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope=scope, receive=receive)
+        try:
+            response = await self.run(request)
+        except HTTPException as exc:
+            response = JSONResponse(
+                {"errors": [{"message": exc.reason,
+                             "extensions": {"code": "BAD_USER_INPUT"}}]},
+                status_code=exc.status_code,
+            )
+        await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        """A ``str``, not bytes: Strawberry sends a ``str`` as a WebSocket *text* frame, and
+        graphql-ws (GraphiQL, Apollo, urql) and browsers only read protocol messages from text
+        frames; a binary frame reaches them as a Blob and is rejected."""
+        return orjson.dumps(data).decode()
 
 
 class BodySizeLimit:

@@ -14,11 +14,14 @@ from typing import Any, Protocol
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route, WebSocketRoute
 
 from app.db import EmbeddedPostgres, close_pool, create_pool
 from app.events import ChangeHub
 from app.health import healthz, readyz
+from app.ide import ASSET_ROUTE, asset_endpoint, asset_root, missing_assets
 from app.migrations import upgrade_to_head_async
 from app.settings import Settings
 from app.vault import Vault
@@ -90,7 +93,23 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    if settings.graphiql:
+        assets = asset_root(settings.graphiql_assets_dir)
+        if missing := missing_assets(assets):
+            log.warning("GraphiQL assets are not installed (%s missing under %s): "
+                        "run `make install`", ", ".join(missing), assets)
+        routes.append(Route(ASSET_ROUTE + "/{name}", asset_endpoint(assets)))
+    middleware: list[Middleware] = []
+    if settings.cors_origins:
+        # Starlette answers the preflight itself; only the listed origins get CORS headers.
+        middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Accept"],
+            max_age=600,
+        ))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.settings = settings
     app.state.vault = vault
     return app

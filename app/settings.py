@@ -39,6 +39,8 @@ class Settings:
     pod_retention_days: int = 30
     pool_min_size: int = 1
     pool_max_size: int = 20  # the API, each cluster sync, the LISTEN hub and the lease share it
+    cors_origins: tuple[str, ...] = ()
+    graphiql_assets_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -55,6 +57,11 @@ class Settings:
             metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
             metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
             pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),
+            cors_origins=tuple(
+                o.strip() for o in (e.get("FLEETGRAPH_CORS_ORIGINS") or "").split(",") if o.strip()
+            ),
+            graphiql_assets_dir=Path(e["FLEETGRAPH_GRAPHIQL_ASSETS"])
+            if e.get("FLEETGRAPH_GRAPHIQL_ASSETS") else None,
         )
 
     def with_(self, **changes: object) -> Settings:
