@@ -17,7 +17,7 @@ import itertools
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -79,6 +79,8 @@ class ChangeHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self.stats = HubStats()
+        # Told of every newly revoked token (e.g. app.sockets closes its WebSockets).
+        self.revocation_listeners: list[Callable[[set[uuid.UUID]], None]] = []
 
     async def start(self) -> None:
         await self._listen()
@@ -150,7 +152,10 @@ class ChangeHub:
                 continue
             if rows:
                 since = max(r["revoked_at"] for r in rows)
-                self.end_token_subscriptions({r["id"] for r in rows})
+                revoked = {r["id"] for r in rows}
+                self.end_token_subscriptions(revoked)
+                for listener in self.revocation_listeners:
+                    listener(revoked)
 
     def end_token_subscriptions(self, token_ids: set[uuid.UUID]) -> None:
         for subscribers in list(self._subscribers.values()):

@@ -65,6 +65,9 @@ class FleetGraphQL(GraphQL[Context, None]):
                 {"message": "authentication required", "code": "UNAUTHENTICATED"}
             )
         context.principal = principal
+        sockets = context.services.get("sockets")
+        if sockets is not None and isinstance(context.request, WebSocket):
+            sockets.add(principal.token_id, context.request, context)
         return None
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -84,6 +87,15 @@ class FleetGraphQL(GraphQL[Context, None]):
         """HTTP errors Strawberry raises before execution (unparsable JSON, no query, a wrong
         method or content type) come back as a GraphQL error body with a code, not plain
         text, so clients can handle every failure the same way."""
+        if scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive=receive, send=send)
+            try:
+                await self.run(websocket)
+            finally:
+                sockets = getattr(websocket.app.state, "services", {}).get("sockets")
+                if sockets is not None:
+                    sockets.discard(websocket)
+            return
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return

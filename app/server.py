@@ -24,6 +24,7 @@ from app.health import healthz, readyz
 from app.ide import ASSET_ROUTE, asset_endpoint, asset_root, missing_assets
 from app.migrations import upgrade_to_head_async
 from app.settings import Settings
+from app.sockets import OpenSockets
 from app.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,10 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             app.state.pool = pool
             app.state.database_url = url
             events = ChangeHub(url, pool)
+            sockets = OpenSockets()
+            events.revocation_listeners.append(sockets.tokens_revoked)
             await events.start()
-            app.state.services = {"events": events}
+            app.state.services = {"events": events, "sockets": sockets}
             background = start_background(pool, vault, settings) if settings.sync_enabled else []
             for service in background:
                 await service.start()
