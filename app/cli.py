@@ -18,6 +18,7 @@ from app.settings import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app.http_protocol import uvicorn_http_options
     from app.server import create_app
     from app.vault import VaultError
 
@@ -27,7 +28,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         app = create_app(settings, migrate=not args.no_migrate)
     except VaultError as exc:
         return _fail(str(exc))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="on")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", lifespan="on",
+                **uvicorn_http_options(settings))
     return 0
 
 

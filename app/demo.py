@@ -72,12 +72,14 @@ async def register_demo_cluster(app: object, kubeconfig_text: str) -> str:
 
 
 async def run_demo(settings: Settings, *, host: str, port: int, fleet: str, seed: int) -> None:
+    from app.http_protocol import uvicorn_http_options
     from app.server import create_app
     from kubesim import KubeSim
 
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                           log_level="warning"))
+                                           log_level="warning",
+                                           **uvicorn_http_options(settings)))
     async with KubeSim.start(fleet=fleet, seed=seed, realtime=True) as sim:
         serving = asyncio.create_task(server.serve())
         while not server.started:

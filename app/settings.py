@@ -40,6 +40,7 @@ class Settings:
     pool_min_size: int = 1
     pool_max_size: int = 20  # the API, each cluster sync, the LISTEN hub and the lease share it
     cors_origins: tuple[str, ...] = ()
+    request_read_timeout_s: float = 30.0
     graphiql_assets_dir: Path | None = None
 
     @classmethod
@@ -57,6 +58,7 @@ class Settings:
             metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
             metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
             pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),
+            request_read_timeout_s=float(e.get("FLEETGRAPH_REQUEST_READ_TIMEOUT") or 30.0),
             cors_origins=tuple(
                 o.strip() for o in (e.get("FLEETGRAPH_CORS_ORIGINS") or "").split(",") if o.strip()
             ),

@@ -9,12 +9,16 @@ from typing import Any
 
 import uvicorn
 
+from app.http_protocol import uvicorn_http_options
+
 
 @contextlib.asynccontextmanager
 async def live_server(app: Any) -> AsyncIterator[str]:
     """Yield ``http://127.0.0.1:PORT`` while uvicorn serves ``app`` (lifespan included)."""
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    protocol = uvicorn_http_options(settings) if settings is not None else {}
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                            ws="websockets-sansio")
+                            ws="websockets-sansio", **protocol)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
