@@ -3,12 +3,17 @@
 The cost engine owns the arithmetic; this module only adds who may ask (viewer to read, admin
 to change prices and budgets), turns engine ``ValueError``s into ``BAD_USER_INPUT``, and makes
 a cluster of another organization indistinguishable from one that does not exist.
+
+"Now" (the month a budget is in, the instant a new price takes effect, the price in effect)
+comes from ``request_now``: the real UTC clock, unless the app put a clock callable in
+``services['clock']``. Tests do, so what they assert is fixed by the instant they chose and
+never by the day they happen to run on.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,6 +35,9 @@ from sync.cost.query import (
 )
 
 _BOOK: pricing_engine.PriceBook | None = None
+# The ``services`` key of an injected clock: a callable returning an aware ``datetime``.
+CLOCK_SERVICE = "clock"
+Clock = Callable[[], datetime]
 
 
 # The schema's cost types name these; they reach it through here (schema imports resolvers).
@@ -37,6 +45,13 @@ __all__ = [
     "CostRow", "GroupBy", "ShareMode", "WindowPreset", "budget_engine", "pricing_engine",
     "window_bounds",
 ]
+
+
+def request_now(ctx: Context) -> datetime:
+    """Now for this request: ``services['clock']()`` when the app put a clock there, else the
+    real UTC clock (production never sets one, so it always runs on real time)."""
+    clock: Clock | None = ctx.services.get(CLOCK_SERVICE)
+    return clock() if clock is not None else datetime.now(UTC)
 
 
 def price_book(ctx: Context) -> pricing_engine.PriceBook:
@@ -87,7 +102,7 @@ async def cluster_pricing(
             async with c.pool.acquire() as conn:
                 found = await pricing_engine.get_clusters_pricing(
                     conn, organization_id=c.require().organization_id, cluster_ids=keys,
-                    at=datetime.now(UTC), book=price_book(c),
+                    at=request_now(c), book=price_book(c),
                 )
             return dict(found)
 
@@ -112,7 +127,7 @@ async def set_cluster_pricing(
         try:
             result = await pricing_engine.set_cluster_pricing(
                 conn, organization_id=principal.organization_id, cluster_id=cluster_id,
-                effective_from=datetime.now(UTC), book=price_book(ctx),
+                effective_from=request_now(ctx), book=price_book(ctx),
                 instance_types=instance_types, currency=currency, **prices,
             )
         except ValueError as exc:
@@ -126,7 +141,7 @@ async def budgets(ctx: Context) -> list[budget_engine.BudgetStatus]:
     principal = ctx.require()
     async with ctx.pool.acquire() as conn:
         return await budget_engine.budget_statuses(
-            conn, organization_id=principal.organization_id, now=datetime.now(UTC)
+            conn, organization_id=principal.organization_id, now=request_now(ctx)
         )
 
 
@@ -150,7 +165,7 @@ async def set_budget(
         except ValueError as exc:
             raise _bad_input(exc) from None
         [status] = await budget_engine.budget_statuses(
-            conn, organization_id=principal.organization_id, now=datetime.now(UTC),
+            conn, organization_id=principal.organization_id, now=request_now(ctx),
             budget_ids=[budget.id],
         )
     return status

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from starlette.applications import Starlette
 
 from app.server import create_app
 from app.settings import Settings
@@ -33,6 +34,7 @@ class Api:
     pool: asyncpg.Pool
     a: Tenant
     b: Tenant
+    app: Starlette  # the served app, for tests that hand it a service (tests/clock.py)
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None, *,
                   token: str | None = None) -> dict[str, Any]:
@@ -68,4 +70,5 @@ async def running_api(
     a = await make_tenant(pool, f"{slug_prefix}-a")
     b = await make_tenant(pool, f"{slug_prefix}-b")
     async with live_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
-        yield Api(base_url=base, http=http, settings=settings, pool=pool, a=a, b=b)
+        yield Api(base_url=base, http=http, settings=settings, pool=pool, a=a, b=b,
+                  app=app)

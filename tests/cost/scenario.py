@@ -1,7 +1,8 @@
 """The issue's scenario, by hand: one cluster, two nodes, three namespaces, two teams.
 
 Prices (set through ``set_cluster_pricing``): CPU 1.00 /core-hour, memory 0.10 /GiB-hour,
-storage 0.01 /GiB-hour, network 0.05 /GiB. ``H`` is yesterday 10:00 UTC.
+storage 0.01 /GiB-hour, network 0.05 /GiB. ``H`` is 10:00 UTC on the day before the test's
+clock (``now``, one of tests/clock.py's instants), so it never depends on the day a test runs.
 
 Nodes (both whole hour):
   node-1  4 cores, 16 GiB, no price of its own -> 4 x 1.00 + 16 x 0.10 = 5.60 (cpu 4.00, mem 1.60)
@@ -59,15 +60,18 @@ class Scenario:
     org: uuid.UUID
     cluster: uuid.UUID
     hour: datetime
+    now: datetime  # the test's clock the scenario was placed by
 
 
-def yesterday_10() -> datetime:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def yesterday_10(now: datetime) -> datetime:
+    """10:00 UTC on the UTC day before ``now``."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=1) + timedelta(hours=10)
 
 
-async def build_scenario(conn: asyncpg.Connection) -> Scenario:
-    h = yesterday_10()
+async def build_scenario(conn: asyncpg.Connection, *, now: datetime) -> Scenario:
+    """The scenario's rows with ``H = yesterday_10(now)``; nothing is computed yet."""
+    h = yesterday_10(now)
     org = await make_org(conn)
     cluster = await make_cluster(conn, org, created_at=h - timedelta(days=2))
     await set_cluster_pricing(
@@ -142,4 +146,4 @@ async def build_scenario(conn: asyncpg.Connection) -> Scenario:
             for ns, pod, minute, cpu, mem, storage, tx in samples
         ],
     )
-    return Scenario(org, cluster, h)
+    return Scenario(org, cluster, h, now)

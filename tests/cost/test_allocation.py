@@ -1,10 +1,16 @@
 """The issue's scenario (see ``scenario.py`` for every figure worked out): allocation, idle,
-sharing, grouping, label override, daily rollup and idempotent recompute, to the cent."""
+sharing, grouping, label override, daily rollup and idempotent recompute, to the cent.
+
+The scenario is placed by each of tests/clock.py's instants (H is 10:00 the day before), so
+the figures hold whatever day the suite runs on, and the cluster's month-to-date is checked
+on the 1st of a month, when yesterday belongs to the previous month. The namespace-cost view
+reads the server's own ``now()``, so its test places the scenario by that clock instead.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -12,19 +18,23 @@ import pytest
 
 from sync.cost.allocation import compute_hour
 from sync.cost.query import CostRow, GroupBy, ShareMode, query_costs
+from tests.clock import FIRST_OF_MONTH, INSTANTS, LAST_OF_MONTH, MID_MONTH, NEW_YEARS_EVE
 from tests.cost.scenario import BOOK, Scenario, build_scenario
 
 D = Decimal
 HOUR = timedelta(hours=1)
 
 
-@pytest.fixture(scope="module")
-async def scenario(db_pool: asyncpg.Pool) -> AsyncIterator[Scenario]:
+@pytest.fixture(scope="module", params=list(INSTANTS.values()), ids=list(INSTANTS))
+async def scenario(
+    db_pool: asyncpg.Pool, request: pytest.FixtureRequest
+) -> AsyncIterator[Scenario]:
+    """The scenario placed by one instant, H and H+1 computed at that instant."""
+    instant: datetime = request.param
     async with db_pool.acquire() as conn:
-        s = await build_scenario(conn)
+        s = await build_scenario(conn, now=instant)
         for hour in (s.hour, s.hour + HOUR):
-            await compute_hour(conn, cluster_id=s.cluster, hour=hour, book=BOOK,
-                               now=s.hour + 3 * HOUR)
+            await compute_hour(conn, cluster_id=s.cluster, hour=hour, book=BOOK, now=instant)
     yield s
 
 
@@ -193,13 +203,6 @@ async def test_daily_rollup_equals_sum_of_hours(db_pool: asyncpg.Pool, scenario:
             "shop": D("5.55"), "search": D("2.80"), "kube-system": D("1.30"),
             "__idle__": D("6.55"),
         }
-        view = await conn.fetch(
-            "SELECT namespace, total_cost_30d FROM v_k8s_namespace_costs WHERE cluster_id = $1",
-            scenario.cluster,
-        )
-        assert {r["namespace"]: r["total_cost_30d"] for r in view} == {
-            "shop": D("5.55"), "search": D("2.80"), "kube-system": D("1.30")
-        }
         # A query over the whole day reads the day rows; it equals the two hours.
         day_start = scenario.hour.replace(hour=0)
         whole_day = await query_costs(
@@ -207,6 +210,54 @@ async def test_daily_rollup_equals_sum_of_hours(db_pool: asyncpg.Pool, scenario:
             end=day_start + timedelta(days=1), group_by=[GroupBy.NAMESPACE],
         )
         assert _totals(whole_day, "namespace")["shop"] == D("5.55")
+
+
+# The cluster row after H and H+1 at each instant: month-to-date sums the clock's own UTC
+# month only (8.20 + 8.00), and on the 1st "yesterday" is last month.
+MONTH_TO_DATE_AT: dict[datetime, Decimal] = {
+    FIRST_OF_MONTH: D("0"), MID_MONTH: D("16.20"), LAST_OF_MONTH: D("16.20"),
+    NEW_YEARS_EVE: D("16.20"),
+}
+
+
+async def test_cluster_month_to_date_counts_the_clocks_month_only(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    row = await db_pool.fetchrow(
+        "SELECT cost_last_hour, cost_month_to_date FROM k8s_clusters WHERE id = $1",
+        scenario.cluster,
+    )
+    assert row is not None
+    assert (row["cost_last_hour"], row["cost_month_to_date"]) == (
+        D("8.00"), MONTH_TO_DATE_AT[scenario.now]
+    )
+
+
+async def test_namespace_costs_view_sums_the_daily_rollups_of_the_servers_last_30_days(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """``v_k8s_namespace_costs`` windows by the server's ``now()``, which is fixed for a
+    transaction: the scenario is placed by it and read back inside one, then rolled back."""
+    async with db_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            server_now: datetime = await conn.fetchval("SELECT now()")
+            s = await build_scenario(conn, now=server_now)
+            for hour in (s.hour, s.hour + HOUR):
+                await compute_hour(conn, cluster_id=s.cluster, hour=hour, book=BOOK,
+                                   now=server_now)
+            view = await conn.fetch(
+                """SELECT namespace, total_cost_30d, days_with_cost FROM v_k8s_namespace_costs
+                    WHERE cluster_id = $1""",
+                s.cluster,
+            )
+        finally:
+            await tx.rollback()
+    # H + H+1, idle excluded: shop 3.15 + 2.40, search 1.40 x 2, kube-system 0.65 x 2.
+    assert {r["namespace"]: (r["total_cost_30d"], r["days_with_cost"]) for r in view} == {
+        "shop": (D("5.55"), 1), "search": (D("2.80"), 1), "kube-system": (D("1.30"), 1)
+    }
 
 
 async def test_recompute_replaces_the_hour_exactly(
@@ -223,8 +274,9 @@ async def test_recompute_replaces_the_hour_exactly(
     async with db_pool.acquire() as conn:
         before = [await conn.fetch(q, scenario.cluster) for q in queries]
         for _ in range(2):
+            # Twenty minutes later (still the clock's month): the same rows.
             await compute_hour(conn, cluster_id=scenario.cluster, hour=scenario.hour, book=BOOK,
-                               now=scenario.hour + 5 * HOUR)
+                               now=scenario.now + timedelta(minutes=20))
         after = [await conn.fetch(q, scenario.cluster) for q in queries]
     assert [list(map(tuple, b)) for b in before] == [list(map(tuple, a)) for a in after]
     assert len(before[0]) == 5 + 4 + 5  # H: 4 groups + idle; H+1: batch-1 gone; the day: 5

@@ -1,10 +1,14 @@
 """The cost engine as a frontend meets it: ``costs``, ``setClusterPricing``, ``Cluster.pricing``,
 ``setBudget`` and ``budgets`` over real HTTP, on the hand-worked scenario (figures in
-tests/cost/scenario.py), scoped to the caller's organization."""
+tests/cost/scenario.py), scoped to the caller's organization.
+
+The server reads a frozen clock (tests/clock.py) at each of the calendar's edge instants, so
+the budget's spent, forecast and ``exceeded`` are fixed by the instant, not by today's date.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -12,67 +16,126 @@ from app.tenancy import create_token
 from schema.relay import to_global_id
 from sync.cost.allocation import compute_hour
 from tests.api import Api
+from tests.clock import (
+    FIRST_OF_MONTH,
+    LAST_OF_MONTH,
+    MID_MONTH,
+    NEW_YEARS_EVE,
+    FrozenClock,
+    at_each_instant,
+    month_start,
+    serving_clock,
+)
 from tests.cost.scenario import BOOK, build_scenario
 
 HOUR = timedelta(hours=1)
 COSTS = """query($from: DateTime!, $to: DateTime!, $groupBy: [CostGroupBy!], $shareIdle: Boolean!) {
   costs(window: {from: $from, to: $to}, groupBy: $groupBy, shareIdle: $shareIdle) {
     namespace team isIdle totalCost cpuCost memoryCost } }"""
+BUDGETS = "{ budgets { scopeValue spent burnRateHourly forecast exceeded monthStart } }"
+
+# Team alpha's 1000 budget seen at each instant. Only H (10:00 the day before) is computed, so
+# the trailing burn rate is alpha's 2.55 over one hour; forecast = spent this month + 2.55/h
+# from the later of H's end and the month's start, to the month's end.
+#   instant: (spent, forecast, exceeded)
+BUDGET_AT: dict[datetime, tuple[float, float, bool]] = {
+    FIRST_OF_MONTH: (0.0, 1897.2, True),  # H = 28 Feb is last month: 0 + 2.55 x 744 h of March
+    MID_MONTH: (2.55, 1076.1, True),  # 2.55 + 2.55 x 421 h (14 Mar 11:00 to 1 Apr)
+    LAST_OF_MONTH: (2.55, 96.9, False),  # 2.55 + 2.55 x 37 h (28 Feb 11:00 to 1 Mar 2028)
+    NEW_YEARS_EVE: (2.55, 96.9, False),  # 2.55 + 2.55 x 37 h (30 Dec 11:00 to 1 Jan)
+}
 
 
-async def test_costs_pricing_and_budgets_over_graphql(api: Api, db_pool: asyncpg.Pool) -> None:
+@at_each_instant
+async def test_costs_pricing_and_budgets_over_graphql(
+    api: Api, db_pool: asyncpg.Pool, instant: datetime
+) -> None:
     async with db_pool.acquire() as conn:
-        s = await build_scenario(conn)
-        await compute_hour(conn, cluster_id=s.cluster, hour=s.hour, book=BOOK,
-                           now=s.hour + 3 * HOUR)
+        s = await build_scenario(conn, now=instant)
+        await compute_hour(conn, cluster_id=s.cluster, hour=s.hour, book=BOOK, now=instant)
         slug = await conn.fetchval("SELECT slug FROM organizations WHERE id = $1", s.org)
         admin = (await create_token(conn, org_slug=slug, role="admin")).token
         viewer = (await create_token(conn, org_slug=slug, role="viewer")).token
     window = {"from": s.hour.isoformat(), "to": (s.hour + HOUR).isoformat(),
               "shareIdle": False}
 
-    by_namespace = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]}, token=viewer)
-    totals = {r["namespace"]: round(r["totalCost"], 2) for r in by_namespace["data"]["costs"]}
-    assert totals == {"shop": 3.15, "search": 1.40, "kube-system": 0.65, "__idle__": 3.00}
+    with serving_clock(api.app, FrozenClock(instant)):
+        by_namespace = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]}, token=viewer)
+        totals = {r["namespace"]: round(r["totalCost"], 2)
+                  for r in by_namespace["data"]["costs"]}
+        assert totals == {"shop": 3.15, "search": 1.40, "kube-system": 0.65, "__idle__": 3.00}
 
-    by_team = await api.gql(COSTS, {**window, "groupBy": ["TEAM"]}, token=viewer)
-    teams = {r["team"]: round(r["totalCost"], 2) for r in by_team["data"]["costs"]
-             if not r["isIdle"]}
-    assert teams == {"alpha": 2.55, "beta": 2.65}  # a pod label moves batch-1 to beta
+        by_team = await api.gql(COSTS, {**window, "groupBy": ["TEAM"]}, token=viewer)
+        teams = {r["team"]: round(r["totalCost"], 2) for r in by_team["data"]["costs"]
+                 if not r["isIdle"]}
+        assert teams == {"alpha": 2.55, "beta": 2.65}  # a pod label moves batch-1 to beta
 
-    shared = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"], "shareIdle": True},
-                           token=viewer)
-    assert {r["namespace"]: round(r["totalCost"], 2) for r in shared["data"]["costs"]} == {
-        "shop": 4.85, "search": 2.30, "kube-system": 1.05}
+        shared = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"], "shareIdle": True},
+                               token=viewer)
+        assert {r["namespace"]: round(r["totalCost"], 2) for r in shared["data"]["costs"]} == {
+            "shop": 4.85, "search": 2.30, "kube-system": 1.05}
 
-    # Another tenant sees none of it.
-    other = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]}, token=api.b.tokens["admin"])
-    assert other["data"]["costs"] == []
+        # Another tenant sees none of it.
+        other = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]},
+                              token=api.b.tokens["admin"])
+        assert other["data"]["costs"] == []
 
-    cluster = to_global_id("Cluster", s.cluster)
-    set_price = """mutation($id: ID!) { setClusterPricing(clusterId: $id,
-        input: {cpuCoreHour: "2.00"}) { cpuCoreHour memoryGibHour } }"""
-    assert (await api.gql(set_price, {"id": cluster}, token=viewer))["errors"][0][
-        "extensions"]["code"] == "FORBIDDEN"
-    priced = await api.gql(set_price, {"id": cluster}, token=admin)
-    assert priced["data"]["setClusterPricing"] == {"cpuCoreHour": 2.0, "memoryGibHour": 0.1}
-    foreign = await api.gql(set_price, {"id": cluster}, token=api.b.tokens["admin"])
-    assert foreign["errors"][0]["extensions"]["code"] == "NOT_FOUND"
-    # The hour already computed keeps the price it was computed with.
-    again = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]}, token=viewer)
-    assert {r["namespace"]: round(r["totalCost"], 2) for r in again["data"]["costs"]} == totals
+        cluster = to_global_id("Cluster", s.cluster)
+        set_price = """mutation($id: ID!) { setClusterPricing(clusterId: $id,
+            input: {cpuCoreHour: "2.00"}) { cpuCoreHour memoryGibHour effectiveFrom } }"""
+        assert (await api.gql(set_price, {"id": cluster}, token=viewer))["errors"][0][
+            "extensions"]["code"] == "FORBIDDEN"
+        priced = (await api.gql(set_price, {"id": cluster}, token=admin))["data"][
+            "setClusterPricing"]
+        assert (priced["cpuCoreHour"], priced["memoryGibHour"]) == (2.0, 0.1)
+        # The new price takes effect at the server's (frozen) now, and is the one in effect.
+        assert datetime.fromisoformat(priced["effectiveFrom"]) == instant
+        in_effect = await api.gql(
+            "query($id: ID!) { cluster(id: $id) { pricing { cpuCoreHour effectiveFrom } } }",
+            {"id": cluster}, token=viewer)
+        pricing = in_effect["data"]["cluster"]["pricing"]
+        assert pricing["cpuCoreHour"] == 2.0
+        assert datetime.fromisoformat(pricing["effectiveFrom"]) == instant
+        foreign = await api.gql(set_price, {"id": cluster}, token=api.b.tokens["admin"])
+        assert foreign["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        # The hour already computed keeps the price it was computed with.
+        again = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]}, token=viewer)
+        assert {r["namespace"]: round(r["totalCost"], 2)
+                for r in again["data"]["costs"]} == totals
 
-    budget = await api.gql(
-        'mutation { setBudget(scope: TEAM, scopeValue: "alpha", amountMonthly: 1000) '
-        "{ scopeValue amountMonthly exceeded } }", token=admin)
-    assert budget["data"]["setBudget"] == {
-        "scopeValue": "alpha", "amountMonthly": 1000.0, "exceeded": False}
-    listed = await api.gql("{ budgets { scopeValue } }", token=viewer)
-    assert listed["data"]["budgets"] == [{"scopeValue": "alpha"}]
-    assert (await api.gql("{ budgets { scopeValue } }", token=api.b.tokens["viewer"])
-            )["data"]["budgets"] == []
+        spent, forecast, exceeded = BUDGET_AT[instant]
+        budget = await api.gql(
+            'mutation { setBudget(scope: TEAM, scopeValue: "alpha", amountMonthly: 1000) '
+            "{ scopeValue amountMonthly spent forecast exceeded } }", token=admin)
+        assert budget["data"]["setBudget"] == {
+            "scopeValue": "alpha", "amountMonthly": 1000.0, "spent": spent,
+            "forecast": forecast, "exceeded": exceeded}
+        [listed] = (await api.gql(BUDGETS, token=viewer))["data"]["budgets"]
+        assert datetime.fromisoformat(listed.pop("monthStart")) == month_start(instant)
+        assert listed == {"scopeValue": "alpha", "spent": spent, "burnRateHourly": 2.55,
+                          "forecast": forecast, "exceeded": exceeded}
+        assert (await api.gql("{ budgets { scopeValue } }", token=api.b.tokens["viewer"])
+                )["data"]["budgets"] == []
 
-    bad = await api.gql(COSTS, {"from": s.hour.isoformat(), "to": s.hour.isoformat(),
-                                "groupBy": ["NAMESPACE"], "shareIdle": False}, token=viewer)
-    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    assert bad["errors"][0]["message"].startswith("window.to")
+        bad = await api.gql(COSTS, {"from": s.hour.isoformat(), "to": s.hour.isoformat(),
+                                    "groupBy": ["NAMESPACE"], "shareIdle": False}, token=viewer)
+        assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        assert bad["errors"][0]["message"].startswith("window.to")
+
+
+async def test_without_a_clock_service_the_server_runs_on_real_time(
+    api: Api, db_pool: asyncpg.Pool
+) -> None:
+    """Production sets no clock: a price set now takes effect at the process's real now (the
+    server runs in this process, so this process's clock is the one it must read)."""
+    async with db_pool.acquire() as conn:
+        s = await build_scenario(conn, now=FIRST_OF_MONTH)
+        slug = await conn.fetchval("SELECT slug FROM organizations WHERE id = $1", s.org)
+        admin = (await create_token(conn, org_slug=slug, role="admin")).token
+    before = datetime.now(UTC)
+    priced = await api.gql(
+        """mutation($id: ID!) { setClusterPricing(clusterId: $id, input: {cpuCoreHour: "2.00"})
+           { effectiveFrom } }""", {"id": to_global_id("Cluster", s.cluster)}, token=admin)
+    after = datetime.now(UTC)
+    effective = datetime.fromisoformat(priced["data"]["setClusterPricing"]["effectiveFrom"])
+    assert before <= effective <= after

@@ -1,10 +1,11 @@
 """Provider defaults, the on-prem sheet, and price changes: from the hour they take effect on,
-never rewriting hours already priced."""
+never rewriting hours already priced. Tests that place hours do so by each of tests/clock.py's
+instants ("yesterday" is the day before the instant), never by today's date."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from sync.cost.pricing import (
 )
 from sync.cost.query import GroupBy, query_costs
 from sync.cost.rollup import floor_day
+from tests.clock import at_each_instant
 from tests.cost.helpers import BOOK, one_node_cluster
 from tests.cost.scenario import yesterday_10
 from tests.factories import make_cluster, make_org
@@ -44,20 +46,25 @@ def test_every_provider_has_a_default_and_onprem_reads_opencost_sheets(tmp_path:
     assert inline.default_for("vanilla").cpu_core_hour == D("0.5")
 
 
-async def test_cluster_columns_fill_in_over_provider_default(db_pool: asyncpg.Pool) -> None:
+@at_each_instant
+async def test_cluster_columns_fill_in_over_provider_default(
+    db_pool: asyncpg.Pool, instant: datetime
+) -> None:
     async with db_pool.acquire() as conn:
         org = await make_org(conn)
         cluster = await make_cluster(conn, org, provider="gke", price_cpu_core_hour=D("0.05"))
-        sheet = await effective_prices(conn, cluster_id=cluster, at=yesterday_10(), book=BOOK)
+        sheet = await effective_prices(conn, cluster_id=cluster, at=yesterday_10(instant),
+                                       book=BOOK)
     assert sheet is not None
     assert sheet.cpu_core_hour == D("0.05")
     assert sheet.memory_gib_hour == BOOK.default_for("gke").memory_gib_hour
 
 
+@at_each_instant
 async def test_price_change_mid_day_applies_from_its_hour_and_keeps_past_hours(
-    db_pool: asyncpg.Pool,
+    db_pool: asyncpg.Pool, instant: datetime
 ) -> None:
-    day = floor_day(yesterday_10())
+    day = floor_day(yesterday_10(instant))
     async with db_pool.acquire() as conn:
         # One 1-core node: every hour costs exactly the CPU price (all idle).
         org, cluster = await one_node_cluster(conn, created_at=day - timedelta(days=1))

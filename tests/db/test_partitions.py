@@ -1,13 +1,30 @@
 """Monthly partitions: rows land in their month, creation is idempotent and calendar-correct,
-and a row outside every partition is kept (then split out by maintenance)."""
+and a row outside every partition is kept (then split out by maintenance).
+
+No expectation comes from today's date: partitions are made at tests/clock.py's instants,
+and the migration's own partitions are checked against the server's ``now()``."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
 
-from app.partitions import ensure_partitions, list_partitions, split_default_partitions
+from app.partitions import (
+    PARTITIONED_TABLES,
+    ensure_partitions,
+    list_partitions,
+    split_default_partitions,
+)
+from tests.clock import (
+    FIRST_OF_MONTH,
+    LAST_OF_MONTH,
+    MID_MONTH,
+    NEW_YEARS_EVE,
+    add_months,
+    at_each_instant,
+)
 from tests.factories import make_cluster, make_org
 
 
@@ -30,13 +47,61 @@ async def _insert_metric(conn: asyncpg.Connection, cluster_id: object, at: datet
     return table
 
 
-async def test_pod_and_metric_rows_land_in_their_monthly_partition(db_pool: asyncpg.Pool) -> None:
-    async with db_pool.acquire() as conn:
+def suffix(moment: datetime) -> str:
+    """The partition suffix of ``moment``'s UTC month."""
+    utc = moment.astimezone(UTC)
+    return f"y{utc.year:04d}m{utc.month:02d}"
+
+
+async def test_the_migrations_partitions_serve_the_servers_now(db_pool: asyncpg.Pool) -> None:
+    """The migration ran ``fleetgraph_ensure_partitions(now(), 3)`` on the server's clock, so
+    the expectation is read from that clock (fixed within the transaction), not from the
+    calendar: the server's month and the two after it exist even if the month has turned
+    since the migration ran, and a row stamped with the server's now lands in its month."""
+    async with db_pool.acquire() as conn, conn.transaction():
+        server_now: datetime = await conn.fetchval("SELECT now()")
         cluster = await make_cluster(conn, await make_org(conn))
-        now = datetime.now(UTC)
-        suffix = f"y{now.year:04d}m{now.month:02d}"
-        assert await _insert_pod(conn, cluster, now) == f"k8s_pods_{suffix}"
-        assert await _insert_metric(conn, cluster, now) == f"k8s_resource_metrics_{suffix}"
+        for parent in PARTITIONED_TABLES:
+            names = set(await list_partitions(conn, parent))
+            assert {f"{parent}_{suffix(add_months(server_now, i))}" for i in range(3)} <= names
+        assert await _insert_pod(conn, cluster, server_now) == f"k8s_pods_{suffix(server_now)}"
+        assert await _insert_metric(conn, cluster, server_now) \
+            == f"k8s_resource_metrics_{suffix(server_now)}"
+
+
+# Each instant's UTC month and the next, worked out by hand.
+MONTHS_AT: dict[datetime, tuple[str, str]] = {
+    FIRST_OF_MONTH: ("y2027m03", "y2027m04"),
+    MID_MONTH: ("y2027m03", "y2027m04"),
+    LAST_OF_MONTH: ("y2028m02", "y2028m03"),
+    NEW_YEARS_EVE: ("y2027m12", "y2028m01"),
+}
+
+
+@at_each_instant
+@pytest.mark.parametrize("session_zone", ["UTC", "Etc/GMT-14", "Etc/GMT+12"],
+                         ids=["utc", "utc+14", "utc-12"])
+async def test_rows_land_in_the_partition_of_their_utc_month(
+    db_pool: asyncpg.Pool, instant: datetime, session_zone: str
+) -> None:
+    """Months are UTC months whatever the session's time zone says: at 23:30 UTC on the last
+    of a month it is already the 1st in UTC+14, and at 00:30 UTC on the 1st it is still the
+    previous month in UTC-12 (POSIX ``Etc/GMT-14`` is UTC+14)."""
+    this_month, next_month = MONTHS_AT[instant]
+    month_end = add_months(instant, 1)
+    async with db_pool.acquire() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL TimeZone = '{session_zone}'")
+        cluster = await make_cluster(conn, await make_org(conn))
+        assert await ensure_partitions(conn, instant, 1) == [
+            f"{p}_{m}" for p in PARTITIONED_TABLES for m in (this_month, next_month)
+        ]
+        assert await _insert_pod(conn, cluster, instant) == f"k8s_pods_{this_month}"
+        assert await _insert_metric(conn, cluster, instant) \
+            == f"k8s_resource_metrics_{this_month}"
+        # The month's last microsecond is still this month; the next one starts the next.
+        assert await _insert_pod(conn, cluster, month_end - timedelta(microseconds=1)) \
+            == f"k8s_pods_{this_month}"
+        assert await _insert_pod(conn, cluster, month_end) == f"k8s_pods_{next_month}"
 
 
 async def test_ensure_partitions_is_idempotent_across_december_and_a_leap_february(
