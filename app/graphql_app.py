@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -22,6 +25,8 @@ from app.settings import Settings
 from app.vault import Vault
 from resolvers.context import Context
 from schema import build_schema
+
+log = logging.getLogger(__name__)
 
 
 def cursor_key_from(settings: Settings) -> bytes:
@@ -101,13 +106,21 @@ class FleetGraphQL(GraphQL[Context, None]):
             return
         request = Request(scope=scope, receive=receive)
         try:
-            response = await self.run(request)
+            # A second line of defence behind the static cost limit: no request holds a
+            # connection and its share of the loop longer than this.
+            async with asyncio.timeout(self.settings.request_deadline_s):
+                response = await self.run(request)
         except HTTPException as exc:
-            response = JSONResponse(
-                {"errors": [{"message": exc.reason,
-                             "extensions": {"code": "BAD_USER_INPUT"}}]},
-                status_code=exc.status_code,
-            )
+            response = _error(exc.reason, "BAD_USER_INPUT", exc.status_code)
+        except TimeoutError:
+            log.info("request stopped at its %.0f s deadline", self.settings.request_deadline_s)
+            response = _error(
+                f"the request did not finish within its {self.settings.request_deadline_s:g} s "
+                "deadline", "DEADLINE_EXCEEDED", 503)
+        except DATABASE_UNAVAILABLE as exc:
+            log.warning("database unavailable: %s", type(exc).__name__)
+            response = _error("the database is unavailable; retry shortly",
+                              "SERVICE_UNAVAILABLE", 503, retry_after="2")
         await response(scope, receive, send)
 
     def encode_json(self, data: object) -> str:
@@ -115,6 +128,21 @@ class FleetGraphQL(GraphQL[Context, None]):
         graphql-ws (GraphiQL, Apollo, urql) and browsers only read protocol messages from text
         frames; a binary frame reaches them as a Blob and is rejected."""
         return orjson.dumps(data).decode()
+
+
+# Raised when PostgreSQL is down or restarting before execution starts (authentication is the
+# first thing that needs it): the client gets a 503 it can retry, not a plain-text 500.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError, asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError,
+)
+
+
+def _error(message: str, code: str, status: int, *, retry_after: str | None = None
+           ) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if retry_after else None
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
+                        status_code=status, headers=headers)
 
 
 class BodySizeLimit:
@@ -148,11 +176,8 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response: Response = JSONResponse(
-            {"errors": [{"message": f"request body is larger than {self.limit} bytes",
-                         "extensions": {"code": "BAD_USER_INPUT"}}]},
-            status_code=413,
-        )
+        response = _error(f"request body is larger than {self.limit} bytes", "BAD_USER_INPUT",
+                          413)
         await response(scope, receive, send)
 
 

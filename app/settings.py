@@ -41,6 +41,11 @@ class Settings:
     pool_max_size: int = 20  # the API, each cluster sync, the LISTEN hub and the lease share it
     cors_origins: tuple[str, ...] = ()
     request_read_timeout_s: float = 30.0
+    # Static query cost budgets per role (schema.query_cost), and the execution deadline.
+    query_cost_viewer: int = 25_000
+    query_cost_operator: int = 25_000
+    query_cost_admin: int = 25_000
+    request_deadline_s: float = 30.0
     graphiql_assets_dir: Path | None = None
 
     @classmethod
@@ -59,12 +64,21 @@ class Settings:
             metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
             pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),
             request_read_timeout_s=float(e.get("FLEETGRAPH_REQUEST_READ_TIMEOUT") or 30.0),
+            **{f"query_cost_{role}": int(e.get(f"FLEETGRAPH_QUERY_COST_LIMIT_{role.upper()}")
+                                         or e.get("FLEETGRAPH_QUERY_COST_LIMIT") or 25_000)
+               for role in ("viewer", "operator", "admin")},
+            request_deadline_s=float(e.get("FLEETGRAPH_REQUEST_DEADLINE") or 30.0),
             cors_origins=tuple(
                 o.strip() for o in (e.get("FLEETGRAPH_CORS_ORIGINS") or "").split(",") if o.strip()
             ),
             graphiql_assets_dir=Path(e["FLEETGRAPH_GRAPHIQL_ASSETS"])
             if e.get("FLEETGRAPH_GRAPHIQL_ASSETS") else None,
         )
+
+    @property
+    def query_cost_limits(self) -> dict[str, int]:
+        return {"viewer": self.query_cost_viewer, "operator": self.query_cost_operator,
+                "admin": self.query_cost_admin}
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the CLI flags use this)."""

@@ -18,6 +18,7 @@ from schema.extensions import ErrorCodes, RequireAuthentication
 from schema.mutation import Mutation
 from schema.pod_types import ClusterNode, Pod
 from schema.query import Query
+from schema.query_cost import QueryCostLimit
 from schema.scalars import SCALAR_MAP
 from schema.statement_count import StatementCountHeader
 from schema.subscription import Subscription
@@ -39,6 +40,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
+        lambda: QueryCostLimit(limits=s.query_cost_limits),
     ]
     if not s.introspection:
         extensions.append(DisableIntrospection)
