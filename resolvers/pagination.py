@@ -3,16 +3,23 @@
 A cursor carries the sort value and id of the last row seen, plus an HMAC over the
 organization id and the connection's kind; a cursor that was edited, or minted for another
 organization or another list, is refused instead of silently paging somewhere else.
+
+Sort values keep their Python type through the cursor: each one is stored with a type tag
+(``_CURSOR_TYPES``) and decoded back to the same type, because asyncpg binds parameters by type
+and refuses a string where ``$n::timestamptz`` expects a datetime. A sort key of a new type
+fails loudly when its first cursor is minted, not on some client's second page.
 """
 
 from __future__ import annotations
 
 import base64
+import decimal
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -29,8 +36,52 @@ def check_first(first: int, maximum: int, *, field: str = "first") -> int:
     return first
 
 
+@dataclass(frozen=True)
+class _CursorType:
+    tag: str
+    python_type: type
+    encode: Callable[[Any], str | int | float | bool]
+    decode: Callable[[Any], Any]
+
+
+# Order matters where types nest: bool before int (a bool is an int), datetime before date.
+_CURSOR_TYPES = (
+    _CursorType("b", bool, bool, bool),
+    _CursorType("i", int, int, int),
+    _CursorType("f", float, float, float),
+    _CursorType("s", str, str, str),
+    _CursorType("t", datetime, datetime.isoformat, datetime.fromisoformat),
+    _CursorType("d", date, date.isoformat, date.fromisoformat),
+    _CursorType("n", decimal.Decimal, str, decimal.Decimal),
+    _CursorType("u", uuid.UUID, str, uuid.UUID),
+)
+_BY_TAG = {t.tag: t for t in _CURSOR_TYPES}
+
+
+def _tagged(value: Any) -> list[Any]:
+    if value is None:
+        return ["z", None]
+    for cursor_type in _CURSOR_TYPES:
+        if isinstance(value, cursor_type.python_type):
+            return [cursor_type.tag, cursor_type.encode(value)]
+    raise TypeError(f"no cursor encoding for sort values of type {type(value).__name__}")
+
+
+def _untagged(item: Any) -> Any:
+    """The value ``_tagged`` stored; ValueError for anything it could not have written."""
+    if not isinstance(item, list) or len(item) != 2:
+        raise ValueError("not a tagged cursor value")
+    tag, stored = item
+    if tag == "z" and stored is None:
+        return None
+    cursor_type = _BY_TAG.get(tag) if isinstance(tag, str) else None
+    if cursor_type is None:
+        raise ValueError("unknown cursor value tag")
+    return cursor_type.decode(stored)
+
+
 def encode_cursor(key: bytes, org_id: uuid.UUID, kind: str, values: Sequence[Any]) -> str:
-    payload = orjson.dumps([kind, list(values)], default=str)
+    payload = orjson.dumps([kind, [_tagged(v) for v in values]])
     mac = hmac.new(key, org_id.bytes + payload, hashlib.sha256).digest()[:_MAC_BYTES]
     return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
 
@@ -47,10 +98,14 @@ def decode_cursor(
     expected = hmac.new(key, org_id.bytes + payload, hashlib.sha256).digest()[:_MAC_BYTES]
     if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, expected):
         raise invalid
-    found_kind, values = orjson.loads(payload)
-    if found_kind != kind or not isinstance(values, list):
-        raise invalid
-    return values
+    try:
+        found_kind, tagged = orjson.loads(payload)
+        if found_kind != kind or not isinstance(tagged, list):
+            raise invalid
+        return [_untagged(item) for item in tagged]
+    except (ValueError, TypeError, decimal.InvalidOperation):
+        # Signed by us but not in this format: minted by an older release of the server.
+        raise invalid from None
 
 
 @dataclass(frozen=True)

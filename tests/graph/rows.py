@@ -35,14 +35,16 @@ async def namespace(conn: asyncpg.Connection, cluster_id: uuid.UUID, name: str,
 
 async def node(conn: asyncpg.Connection, cluster_id: uuid.UUID, name: str,
                **cols: Any) -> uuid.UUID:
+    values: dict[str, Any] = {"created_at": NOW, **cols}
     return await insert(conn, "k8s_nodes", cluster_id=cluster_id, uid=_uid(), name=name,
-                        created_at=NOW, **cols)
+                        **values)
 
 
 async def deployment(conn: asyncpg.Connection, cluster_id: uuid.UUID, ns: str, name: str,
                      **cols: Any) -> uuid.UUID:
+    values: dict[str, Any] = {"created_at": NOW, **cols}
     return await insert(conn, "k8s_deployments", cluster_id=cluster_id, uid=_uid(),
-                        namespace=ns, name=name, created_at=NOW, **cols)
+                        namespace=ns, name=name, **values)
 
 
 async def pod(conn: asyncpg.Connection, cluster_id: uuid.UUID, ns: str, name: str,
