@@ -103,7 +103,7 @@ async def floor(pool: asyncpg.Pool, org_id: uuid.UUID, namespace: str | None) ->
             "name": p["name"], "phase": p["phase"].upper(), "restartCount": p["restart_count"],
             "nodeName": p["node_name"],
             "requests": {"cpuCores": float(p["requests_cpu_cores"]),
-                         "memoryBytes": p["requests_memory_bytes"]}})
+                         "memoryBytes": str(p["requests_memory_bytes"])}})  # Long
     deployments: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for d in rows["deployments"]:
         key = (d["cluster_id"], d["namespace"], d["name"])

@@ -2,22 +2,31 @@
 
 ``RequireAuthentication`` runs before execution, so an unauthenticated request never reaches
 a resolver (not even ``__typename``). ``ErrorCodes`` runs last: errors we raised keep their
-code; validation and limit errors become BAD_USER_INPUT; anything else is logged with its
-traceback on the server and reaches the client only as "internal error", with no stack trace
-or SQL.
+code; parse, validation, limit and variable errors become BAD_USER_INPUT (a refused variable's
+message loses the value, see ``schema.variable_errors``); anything else reaches the client only
+as "internal error", with no stack trace or SQL.
+
+``log_error`` is the one place errors are logged (the schema's ``process_errors`` calls it): the
+caller's mistakes at INFO, one line with the public message and no traceback; server faults at
+ERROR with the traceback. Both log the public form of a refused variable, so no variable value
+reaches the log either.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from resolvers.errors import ApiError
+from schema.variable_errors import refused_variable
 
 log = logging.getLogger("fleetgraph.graphql")
+
+INTERNAL = "INTERNAL"
 
 
 class RequireAuthentication(SchemaExtension):
@@ -34,21 +43,35 @@ class RequireAuthentication(SchemaExtension):
         yield
 
 
-def _coded(error: GraphQLError) -> GraphQLError:
+def _coded(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> GraphQLError:
+    """The error as the client sees it; ``variables`` are the request's raw variables."""
     original = error.original_error
     if isinstance(original, ApiError):
         return GraphQLError(original.message, nodes=error.nodes, path=error.path,
                             extensions={"code": original.code})
     if error.extensions and "code" in error.extensions:
         return error
+    refused = refused_variable(error, variables)
+    if refused is not None:
+        return GraphQLError(refused.message, nodes=error.nodes, path=error.path,
+                            extensions={"code": "BAD_USER_INPUT"})
     if original is None:
         # Parse and validation errors (and the depth/alias/token limits, which are validation
         # rules): the request itself is wrong.
         return GraphQLError(error.message, nodes=error.nodes, path=error.path,
                             extensions={"code": "BAD_USER_INPUT"})
-    log.error("unexpected error in %s", error.path, exc_info=original)
     return GraphQLError("internal error", nodes=error.nodes, path=error.path,
-                        extensions={"code": "INTERNAL"})
+                        extensions={"code": INTERNAL})
+
+
+def log_error(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> None:
+    """Log ``error`` once, at the level its cause deserves (see the module docstring)."""
+    public = _coded(error, variables)
+    code = (public.extensions or {}).get("code")
+    if code == INTERNAL:
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error or error)
+    else:
+        log.info("request refused (%s) at %s: %s", code, public.path, public.message)
 
 
 class ErrorCodes(SchemaExtension):
@@ -57,4 +80,5 @@ class ErrorCodes(SchemaExtension):
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if result is not None and errors:
-            result.errors = [_coded(e) for e in errors]
+            variables = self.execution_context.variables
+            result.errors = [_coded(e, variables) for e in errors]

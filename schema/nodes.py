@@ -1,4 +1,9 @@
-"""``node(id)``: global ID → object, through the same tenant-scoped reads as every field."""
+"""``node(id)``: global ID → object, through the same tenant-scoped reads as every field.
+
+As the Relay specification has it, ``node`` is nullable and answers null for an ID that names
+nothing: a malformed ID, an unknown type, a row that does not exist, and a row of another
+organization alike (the scoped read cannot tell the last two apart, so neither can a caller).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,11 @@ from typing import Any
 
 from resolvers import clusters as cluster_reads
 from resolvers.context import Context
-from resolvers.errors import NotFound
 from resolvers.graph_reads import get_one
 from resolvers.graph_sql import DEPLOYMENT, HELM_RELEASE, NAMESPACE, NODE, POD, Entity
 from schema.cluster_types import Cluster
 from schema.pod_types import ClusterNode, Pod
-from schema.relay import Node, from_global_id
+from schema.relay import Node, parse_global_id
 from schema.workload_types import Deployment, HelmRelease, Namespace
 
 
@@ -41,11 +45,11 @@ NODE_RESOLVERS: dict[str, Callable[[Context, Any], Awaitable[Node | None]]] = {
 }
 
 
-async def resolve_node(ctx: Context, global_id: str) -> Node:
+async def resolve_node(ctx: Context, global_id: str) -> Node | None:
     ctx.require()
-    type_name, db_id = from_global_id(global_id)
+    parsed = parse_global_id(global_id)
+    if parsed is None:
+        return None
+    type_name, db_id = parsed
     resolver = NODE_RESOLVERS.get(type_name)
-    found = await resolver(ctx, db_id) if resolver else None
-    if found is None:
-        raise NotFound("no object with this ID")
-    return found
+    return await resolver(ctx, db_id) if resolver is not None else None

@@ -86,8 +86,9 @@ class Query(CostQuery):
     async def fleet_health(self, info: Info[Context, None]) -> FleetHealth:
         return FleetHealth.of(await fleet_health(info.context))
 
-    @strawberry.field(description="Any object by its global ID (Relay).")
+    @strawberry.field(description="Any object by its global ID (Relay), or null when the ID "
+                                  "names nothing the caller can see.")
     async def node(
         self, info: Info[Context, None], id: strawberry.ID
-    ) -> Annotated[Node, strawberry.lazy("schema.relay")]:
+    ) -> Annotated[Node, strawberry.lazy("schema.relay")] | None:
         return await resolve_node(info.context, id)

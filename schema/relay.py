@@ -20,13 +20,21 @@ def to_global_id(type_name: str, db_id: uuid.UUID | str) -> strawberry.ID:
     return strawberry.ID(base64.b64encode(f"{type_name}:{db_id}".encode()).decode())
 
 
-def from_global_id(global_id: str, *, field: str = "id") -> tuple[str, uuid.UUID]:
-    """(type name, database id) of a global ID; a malformed one is a BAD_USER_INPUT."""
+def parse_global_id(global_id: str) -> tuple[str, uuid.UUID] | None:
+    """(type name, database id) of a global ID, or None if it is not one of ours."""
     try:
         type_name, _, raw = base64.b64decode(global_id, validate=True).decode().partition(":")
         return type_name, uuid.UUID(raw)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadUserInput(field, "not a valid ID") from None
+        return None
+
+
+def from_global_id(global_id: str, *, field: str = "id") -> tuple[str, uuid.UUID]:
+    """(type name, database id) of a global ID; a malformed one is a BAD_USER_INPUT."""
+    parsed = parse_global_id(global_id)
+    if parsed is None:
+        raise BadUserInput(field, "not a valid ID")
+    return parsed
 
 
 def expect_global_id(global_id: str, type_name: str, *, field: str = "id") -> uuid.UUID:

@@ -85,7 +85,6 @@ async def test_another_tenants_cluster_behaves_exactly_like_a_missing_one(api: A
     missing = __import__("base64").b64encode(f"Cluster:{uuid.uuid4()}".encode()).decode()
     probes = [
         ("query($id: ID!) { cluster(id: $id) { name } }", {}),
-        ("query($id: ID!) { node(id: $id) { id } }", {}),
         *[(q, _variables(n, "", "x")) for n, (q, _) in MUTATIONS.items() if n != "register"],
     ]
     for query, extra in probes:
@@ -95,6 +94,10 @@ async def test_another_tenants_cluster_behaves_exactly_like_a_missing_one(api: A
             body = await api.gql(query, variables, token=api.b.tokens["admin"])
             answers.append((error_codes(body), [e["message"] for e in body["errors"]]))
         assert answers[0] == answers[1] == (["NOT_FOUND"], [answers[0][1][0]]), (query, answers)
+    for target in (cluster_id, missing):  # node(id) is Relay's: null, no error, for both
+        body = await api.gql("query($id: ID!) { node(id: $id) { id } }", {"id": target},
+                             token=api.b.tokens["admin"])
+        assert body == {"data": {"node": None}}, body
     listed = await api.gql("{ clusters { totalCount edges { node { name } } } }",
                            token=api.b.tokens["admin"])
     assert "tenant-a-only" not in str(listed)
@@ -132,13 +135,17 @@ def test_unexpected_errors_become_internal_without_details(
 ) -> None:
     from graphql import GraphQLError
 
-    from schema.extensions import _coded
+    from schema.extensions import _coded, log_error
 
     boom = RuntimeError("SELECT secret FROM k8s_clusters -- /srv/app.py line 3")
-    coded = _coded(GraphQLError("SELECT secret FROM k8s_clusters", original_error=boom))
+    error = GraphQLError("SELECT secret FROM k8s_clusters", original_error=boom)
+    coded = _coded(error)
     assert coded.message == "internal error" and coded.extensions == {"code": "INTERNAL"}
     assert "SELECT" not in str(coded.formatted)
-    assert "RuntimeError" in caplog.text  # the server log keeps the cause
+    log_error(error)
+    # The server log keeps the cause, at ERROR, with its traceback.
+    assert [(r.levelname, r.exc_info and r.exc_info[0]) for r in caplog.records] == [
+        ("ERROR", RuntimeError)]
 
 
 async def test_introspection_graphiql_depth_and_local_clusters_are_settings(
