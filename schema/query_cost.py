@@ -12,7 +12,8 @@ the caller's budget:
   nothing of their own: they are the items already counted;
 - any other list is bounded by a ``first``/``limit``/``last`` argument when it has one, by
   the cap its resolver enforces when it has one (``KNOWN_LIST_SIZES``: a metric series holds
-  at most ``MAX_POINTS`` points), else counted as ``DEFAULT_LIST_SIZE`` (the remaining lists
+  at most ``MAX_POINTS`` points, and exactly its range over its step when its arguments say),
+  else counted as ``DEFAULT_LIST_SIZE`` (the remaining lists
   are small by design: containers, conditions, a cluster's kinds);
 - scalars cost nothing: their price is their object's.
 
@@ -22,7 +23,9 @@ refusal's message and extensions, so a client can see how far over it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from graphql import (
@@ -43,6 +46,7 @@ from graphql import (
     get_named_type,
     value_from_ast,
 )
+from graphql.execution.values import VariableValues, get_variable_values
 from graphql.type import GraphQLInterfaceType, GraphQLUnionType
 from strawberry.extensions import SchemaExtension
 
@@ -85,12 +89,18 @@ class QueryCost:
         root = self.schema.get_root_type(operation.operation)
         if root is None:
             return 0
+        # Arguments are read with the variables coerced as execution will see them (a
+        # DateTime variable as a datetime); variables that do not coerce are left to
+        # execution to refuse, and count as absent here.
+        coerced = get_variable_values(self.schema, operation.variable_definitions or (),
+                                      self.variables)
+        self.variables = coerced.coerced if isinstance(coerced, VariableValues) else {}
         return self._selection_cost(root, operation.selection_set, 1, in_connection=False,
                                     seen=frozenset())
 
     def _selection_cost(self, parent: GraphQLNamedType, selections: SelectionSetNode,
                         multiplicity: int, *, in_connection: bool,
-                        seen: frozenset[str]) -> int:
+                        seen: frozenset[str], series_points: int | None = None) -> int:
         total = 0
         for field_node, owner in self._fields(parent, selections, seen):
             field = owner.fields.get(field_node.name.value) if owner is not None else None
@@ -100,7 +110,8 @@ class QueryCost:
             if not isinstance(named, GraphQLObjectType | GraphQLInterfaceType |
                               GraphQLUnionType):
                 continue
-            known = KNOWN_LIST_SIZES.get((owner.name, field_node.name.value))
+            known = series_points if field_node.name.value == "points" else None
+            known = known or KNOWN_LIST_SIZES.get((owner.name, field_node.name.value))
             factor = known or self._list_factor(field, field_node, in_connection)
             here = multiplicity * factor
             if not (in_connection and field_node.name.value in CONNECTION_PARTS):
@@ -110,7 +121,8 @@ class QueryCost:
             if field_node.selection_set is not None:
                 total += self._selection_cost(
                     named, field_node.selection_set, here,
-                    in_connection=_is_connection(named) or _is_edge(named), seen=seen)
+                    in_connection=_is_connection(named) or _is_edge(named), seen=seen,
+                    series_points=self._series_points(field, field_node))
         return total
 
     def _fields(self, parent: GraphQLNamedType, selections: SelectionSetNode,
@@ -145,17 +157,35 @@ class QueryCost:
             return 1  # the connection's own list, already counted at the connection
         return self._size_argument(field, node) or DEFAULT_LIST_SIZE
 
+    def _series_points(self, field: GraphQLField, node: FieldNode) -> int | None:
+        """A time series' point count, from its ``from``/``to``/``step`` arguments (capped as
+        its resolver caps it); None when the field is not one or the range is unreadable."""
+        if not {"from", "to", "step"} <= field.args.keys():
+            return None
+        values = {name: self._argument(field, node, name) for name in ("from", "to", "step")}
+        start, end, step = values["from"], values["to"], values["step"]
+        if not isinstance(start, datetime) or not isinstance(end, datetime) or \
+                not isinstance(step, int) or step <= 0:
+            return None
+        points = math.ceil((end - start).total_seconds() / step)
+        # Outside (0, MAX_POINTS] the resolver refuses the range before building any point.
+        return points if 0 < points <= MAX_POINTS else 1
+
+    def _argument(self, field: GraphQLField, node: FieldNode, name: str) -> Any:
+        definition = field.args[name]
+        given = next((a for a in node.arguments or () if a.name.value == name), None)
+        if given is not None:
+            try:
+                return value_from_ast(given.value, definition.type, self.variables)
+            except (GraphQLError, TypeError, ValueError):  # the resolver reports it properly
+                return None
+        return definition.default_value
+
     def _size_argument(self, field: GraphQLField, node: FieldNode) -> int | None:
         for name in SIZE_ARGUMENTS:
-            definition = field.args.get(name)
-            if definition is None:
+            if name not in field.args:
                 continue
-            given = next((a for a in node.arguments or () if a.name.value == name), None)
-            value: Any = None
-            if given is not None:
-                value = value_from_ast(given.value, definition.type, self.variables)
-            elif definition.default_value is not None:
-                value = definition.default_value
+            value = self._argument(field, node, name)
             if isinstance(value, int) and value > 0:
                 return value
         return None

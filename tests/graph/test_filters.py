@@ -118,14 +118,16 @@ async def test_pod_filters(api: Any, fleet: Tenant, filter: dict[str, Any],
 
 
 async def test_nested_lists_filter_too(api: Any, fleet: Tenant) -> None:
-    query = """query($ready: Boolean, $status: [String!]) { clusters { edges { node {
-        nodes(filter: {ready: $ready}) { edges { node { name
-            pods { edges { node { name } } } } } }
-        helmReleases(filter: {status: $status}) { totalCount edges { node { name } } }
-        namespaces(filter: {search: "payments"}) { edges { node { name
-            deployments(filter: {health: [CRITICAL]}) { edges { node { name
-                pods(filter: {restartsGreaterThan: 1}) { edges { node { name } } } } } }
-            pods(filter: {node: "n1"}) { edges { node { name } } }
+    # Page sizes are explicit: with every default (50) four levels deep this would cost over
+    # six million, far past the query cost limit.
+    query = """query($ready: Boolean, $status: [String!]) { clusters(first: 5) { edges { node {
+        nodes(first: 10, filter: {ready: $ready}) { edges { node { name
+            pods(first: 20) { edges { node { name } } } } } }
+        helmReleases(first: 10, filter: {status: $status}) { totalCount edges { node { name } } }
+        namespaces(first: 10, filter: {search: "payments"}) { edges { node { name
+            deployments(first: 10, filter: {health: [CRITICAL]}) { edges { node { name
+                pods(first: 20, filter: {restartsGreaterThan: 1}) { edges { node { name } } } } } }
+            pods(first: 20, filter: {node: "n1"}) { edges { node { name } } }
         } } } } } } }"""
     answer = await api.gql(query, {"ready": False, "status": ["failed"]},
                            token=fleet.tokens["viewer"])

@@ -12,15 +12,16 @@ from schema.statement_count import STATEMENTS_HEADER
 from tests.api import make_tenant
 from tests.graph import rows
 
+# Page sizes well above the fleets below, and within the default query cost budget.
 TREE = """
-{ clusters(first: 50) { totalCount edges { node { name
+{ clusters(first: 10) { totalCount edges { node { name
     health { status podsTotal nodesTotal }
     cost { estimatedHourlyCost }
     pricing { cpuCoreHour instanceTypes { instanceType } }
-    namespaces(first: 20) { totalCount edges { cursor node { name
+    namespaces(first: 10) { totalCount edges { cursor node { name
       cost { totalCost30d }
       deployments(first: 10) { totalCount edges { node { name replicas { desired }
-        pods(first: 50) { totalCount edges { node { name phase restartCount } } }
+        pods(first: 20) { totalCount edges { node { name phase restartCount } } }
       } } }
     } } }
 } } } }

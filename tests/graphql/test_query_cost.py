@@ -48,10 +48,21 @@ def test_defaults_fragments_and_operation_names_are_followed() -> None:
     assert cost(query, operation="B") == 2
 
 
-def test_a_metric_series_counts_the_points_its_resolver_may_return() -> None:
-    query = """{ pods(first: 2) { edges { node { metrics(resource: CPU,
-        from: "2026-01-01T00:00:00Z", to: "2026-01-02T00:00:00Z") { points { at } } } } } }"""
-    assert cost(query) == 2 + 2 + 2 * 1_000
+SERIES = """query($from: DateTime!, $step: Int!) { pods(first: 2) { edges { node {
+    metrics(resource: CPU, from: $from, to: "2026-01-02T00:00:00Z", step: $step) {
+      points { at } } } } } }"""
+
+
+@pytest.mark.parametrize(("start", "step", "points"), [
+    ("2026-01-01T00:00:00Z", 300, 288),     # a day in 5-minute buckets
+    ("2026-01-01T23:00:00Z", 60, 60),
+    ("2025-12-31T00:00:00Z", 60, 1),        # 2,880 points: the resolver refuses it unbuilt
+    ("2026-01-03T00:00:00Z", 60, 1),        # an empty range: refused too
+])
+def test_a_metric_series_counts_the_points_its_range_and_step_give(
+    start: str, step: int, points: int
+) -> None:
+    assert cost(SERIES, {"from": start, "step": step}) == 2 + 2 + 2 * points
 
 
 async def test_over_budget_queries_are_refused_with_the_cost_and_the_limit(api: Any) -> None:

@@ -1,0 +1,84 @@
+"""Execution that gives the event loop back every few milliseconds.
+
+graphql-core completes a resolved list synchronously: once a dataloader answers, every pod of
+every deployment is turned into its response in one stretch, with no await in between. One
+large query then holds the loop (and with it ``/healthz``, the sync's flushes and every
+subscription on this process) for as long as that takes: seconds, for the biggest query the
+cost limit allows. The static cost limit bounds the total; this bounds each stretch.
+
+Each execution keeps a time slice. A list that is to be completed once the slice is spent is
+not completed there: it is queued, and the caller gets a future for it (graphql-core accepts
+an awaitable wherever a value may be). One task per execution drains the queue slice by
+slice, with an ``await asyncio.sleep(0)`` between slices, so the loop polls its sockets and
+runs other tasks at least every ``SLICE_SECONDS``. Lists are completed by graphql-core's own
+method either way, so results, order and error paths are unchanged; the cost is one future
+per list completed after the first slice, not per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+SLICE_SECONDS = 0.01
+
+
+class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loop = asyncio._get_running_loop()
+        self._slice_started = time.perf_counter()
+        self._queue: deque[tuple[asyncio.Future[Any], tuple[Any, ...]]] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+
+    def complete_iterable_value(self, item_type: Any, field_details_list: Any, info: Any,
+                                path: Any, items: Iterable[Any], position_context: Any
+                                ) -> Any:
+        args = (item_type, field_details_list, info, path, items, position_context)
+        if self._loop is None or time.perf_counter() - self._slice_started < SLICE_SECONDS:
+            return super().complete_iterable_value(*args)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.append((future, args))
+        if self._drainer is None:
+            self._drainer = self._loop.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                await asyncio.sleep(0)
+                self._slice_started = time.perf_counter()
+                while self._queue and \
+                        time.perf_counter() - self._slice_started < SLICE_SECONDS:
+                    future, args = self._queue.popleft()
+                    if not future.cancelled():  # the request was abandoned
+                        self._complete_into(future, args)
+        finally:
+            self._drainer = None
+
+    def _complete_into(self, future: asyncio.Future[Any], args: tuple[Any, ...]) -> None:
+        try:
+            completed = super().complete_iterable_value(*args)
+        except Exception as exc:  # graphql-core locates it, as if raised where it was asked
+            future.set_exception(exc)
+            return
+        if not self.is_awaitable(completed):
+            future.set_result(completed)
+            return
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            if future.cancelled():
+                return
+            if done.cancelled():
+                future.cancel()
+            elif done.exception() is not None:
+                future.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                future.set_result(done.result())
+
+        asyncio.ensure_future(completed).add_done_callback(settle)
