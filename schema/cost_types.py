@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -201,13 +201,14 @@ class InstanceTypePriceInput:
     hourly_cost: Decimal | None = None
 
 
-def _window(window: CostWindowInput | None) -> tuple[datetime, datetime]:
+def _window(window: CostWindowInput | None, now: datetime) -> tuple[datetime, datetime]:
+    """The window's bounds; presets are relative to ``now`` (the request's clock)."""
     if window is None or (window.preset is None and window.from_ is None and window.to is None):
-        return window_bounds(WindowPreset.LAST_7_DAYS, datetime.now(UTC))
+        return window_bounds(WindowPreset.LAST_7_DAYS, now)
     if window.preset is not None:
         if window.from_ is not None or window.to is not None:
             raise BadUserInput("window", "give either a preset or from/to, not both")
-        return window_bounds(window.preset, datetime.now(UTC))
+        return window_bounds(window.preset, now)
     if window.from_ is None or window.to is None:
         raise BadUserInput("window", "from and to are both required")
     start, end = as_utc(window.from_), as_utc(window.to)
@@ -238,7 +239,7 @@ class CostQuery:
         share_mode: ShareMode = ShareMode.WEIGHTED,
         cluster_ids: list[strawberry.ID] | None = None,
     ) -> list[CostAllocation]:
-        start, end = _window(window)
+        start, end = _window(window, cost_reads.request_now(info.context))
         rows = await cost_reads.costs(
             info.context, start=start, end=end,
             group_by=list(group_by or [GroupBy.NAMESPACE]),
