@@ -217,7 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The client library logs whole response bodies (Secrets included) at DEBUG: never allow it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
-    result: int = args.handler(args, Settings.from_env())
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a malformed setting: its name and the reason, no traceback
+        return _fail(str(exc))
+    result: int = args.handler(args, settings)
     return result
 
 

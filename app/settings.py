@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.network_guard import ALLOW_SETTING, DENY_SETTING, IPNetwork, parse_networks
+
 
 def _flag(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -34,6 +36,9 @@ class Settings:
     max_tokens: int = 5_000
     sync_enabled: bool = True
     allow_local_clusters: bool = False
+    # Where cluster connections may not / may go, over app.network_guard's built-in rules.
+    cluster_networks_deny: tuple[IPNetwork, ...] = ()
+    cluster_networks_allow: tuple[IPNetwork, ...] = ()
     metrics_interval_s: float = 30.0
     metrics_retention_days: int = 90
     pod_retention_days: int = 30
@@ -60,6 +65,8 @@ class Settings:
             statement_timeout_ms=int(e.get("FLEETGRAPH_STATEMENT_TIMEOUT_MS") or 15_000),
             sync_enabled=_flag(e.get("FLEETGRAPH_SYNC"), True),
             allow_local_clusters=_flag(e.get("FLEETGRAPH_ALLOW_LOCAL_CLUSTERS"), False),
+            cluster_networks_deny=parse_networks(DENY_SETTING, e.get(DENY_SETTING)),
+            cluster_networks_allow=parse_networks(ALLOW_SETTING, e.get(ALLOW_SETTING)),
             metrics_interval_s=float(e.get("FLEETGRAPH_METRICS_INTERVAL") or 30.0),
             metrics_retention_days=int(e.get("FLEETGRAPH_METRICS_RETENTION_DAYS") or 90),
             pod_retention_days=int(e.get("FLEETGRAPH_POD_RETENTION_DAYS") or 30),
