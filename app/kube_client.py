@@ -17,6 +17,13 @@ unless the call passes its own ``_request_timeout`` (watches should: their read 
 exceed the server-side ``timeoutSeconds``). Without this, the generated client would wait
 forever on a silent server.
 
+The library's own HTTP session is not used either, because it is built for a trusted
+kubeconfig: it trusts the process environment (``HTTPS_PROXY``, ``~/.netrc`` credentials sent
+as Basic auth), follows redirects to any origin, and connects wherever DNS points. Ours
+(:class:`_TenantRESTClient`) trusts nothing from the environment, never follows a redirect
+(a 3xx ends the request as :class:`RedirectRefused`), and resolves and connects only through the
+:mod:`app.network_guard` policy the caller passes, so every connection is checked.
+
 :func:`probe_connection` answers "can we reach this cluster?" for ``testClusterConnection``:
 it never raises for network trouble, and its error text is scrubbed of every credential.
 """
@@ -28,6 +35,7 @@ import base64
 import os
 import re
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -36,13 +44,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp.client_middlewares import ClientHandlerType
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.client.rest import RESTClientObject
 
 from app.kubeconfig import SanitizedKubeconfig
+from app.network_guard import GuardedResolver, NetworkPolicy, guarded_socket_factory, refusal_in
 
 __all__ = [
     "ConnectionProbe",
+    "RedirectRefused",
     "TlsFiles",
     "build_configuration",
     "open_api_client",
@@ -158,17 +170,99 @@ def _write_private(directory: str, name: str, data: bytes | None) -> str | None:
     return path
 
 
-class _TimeBoundApiClient(ApiClient):
-    """An ``ApiClient`` whose requests default to the caller's connect/read timeouts."""
+# Watch events with large objects exceed aiohttp's default read buffer (the library's value).
+_READ_BUFFER_BYTES = 2**21
 
-    def __init__(self, configuration: Configuration, *, timeout: aiohttp.ClientTimeout) -> None:
+
+def _ssl_context(configuration: Configuration) -> ssl.SSLContext:
+    """The TLS policy of one cluster: its CA (else the system's), its client certificate,
+    and verification off only when the kubeconfig said ``insecure-skip-tls-verify``."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class RedirectRefused(aiohttp.ClientError):
+    """The API server answered a redirect. It is never followed: a registered server must not
+    be able to send FleetGraph (and the cluster's credentials) to another origin, and where it
+    pointed is not repeated (it may name an internal address)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the API server answered with a redirect (HTTP {status}), which "
+                         "FleetGraph never follows")
+        self.status = status
+
+
+async def _refuse_redirects(
+    request: aiohttp.ClientRequest, handler: ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """Session middleware: every response passes here before aiohttp's redirect loop, so a
+    3xx ends the request whatever ``allow_redirects`` the caller passed."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.release()
+        raise RedirectRefused(response.status)
+    return response
+
+
+class _TenantRESTClient(RESTClientObject):
+    """The library's REST client (its request building is kept) over a session we build.
+
+    ``RESTClientObject.__init__`` is deliberately not called: the session it builds trusts
+    the environment, follows redirects and connects anywhere. ``request`` needs only the
+    attributes set here."""
+
+    def __init__(self, configuration: Configuration, *, network: NetworkPolicy) -> None:
+        # ``request`` passes these on only when truthy: no SNI override unless configured, and
+        # never a proxy.
+        self.server_hostname = configuration.tls_server_name or ""
+        self.proxy = ""
+        self.proxy_headers = {}
+        connector = aiohttp.TCPConnector(
+            limit=configuration.connection_pool_maxsize,
+            ssl=_ssl_context(configuration),
+            resolver=GuardedResolver(network),
+            socket_factory=guarded_socket_factory(network),
+        )
+        self.pool_manager = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,  # no HTTP(S)_PROXY, no ~/.netrc credentials
+            read_bufsize=_READ_BUFFER_BYTES,
+            middlewares=(_refuse_redirects,),
+        )
+
+
+class _TenantApiClient(ApiClient):
+    """An ``ApiClient`` on :class:`_TenantRESTClient` whose requests default to the caller's
+    connect/read timeouts."""
+
+    def __init__(
+        self,
+        configuration: Configuration,
+        *,
+        timeout: aiohttp.ClientTimeout,
+        network: NetworkPolicy,
+    ) -> None:
         super().__init__(configuration=configuration)
+        # The constructor above built the library's session; it never sends a request.
+        self._unused_rest_client = self.rest_client
+        self.rest_client = _TenantRESTClient(configuration, network=network)
         self._default_request_timeout = timeout
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = self._default_request_timeout
         return super().request(method, url, *args, **kwargs)
+
+    async def close(self) -> None:
+        try:
+            await self._unused_rest_client.close()
+        finally:
+            await super().close()
 
 
 @asynccontextmanager
@@ -177,10 +271,12 @@ async def open_api_client(
     *,
     connect_timeout: float,
     read_timeout: float,
+    network: NetworkPolicy,
     scratch_root: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[ApiClient]:
     """An ``ApiClient`` for one cluster, closed on exit; no credential file exists while
-    it is open. ``scratch_root`` is where the short-lived private TLS directory goes."""
+    it is open. Every connection it makes is checked against ``network`` (no default: each
+    caller states its policy). ``scratch_root`` is where the private TLS directory goes."""
     if connect_timeout <= 0 or read_timeout <= 0:
         raise ValueError("connect_timeout and read_timeout must be positive")
     configuration = build_configuration(kc)
@@ -192,7 +288,7 @@ async def open_api_client(
             configuration.ssl_ca_cert = files.ca_file
             configuration.cert_file = files.cert_file
             configuration.key_file = files.key_file
-            client = _TimeBoundApiClient(configuration, timeout=timeout)
+            client = _TenantApiClient(configuration, timeout=timeout, network=network)
             stack.push_async_callback(client.close)
         # The SSL context now holds the certificates in memory; forget the deleted paths.
         configuration.ssl_ca_cert = configuration.cert_file = configuration.key_file = None
@@ -202,7 +298,7 @@ async def open_api_client(
 # The timeout is part of the probe's contract (the GraphQL layer reports it), not a knob
 # callers could replace with their own asyncio.timeout, hence the noqa.
 async def probe_connection(
-    kc: SanitizedKubeconfig, *, timeout: float  # noqa: ASYNC109
+    kc: SanitizedKubeconfig, *, timeout: float, network: NetworkPolicy  # noqa: ASYNC109
 ) -> ConnectionProbe:
     """GET ``/version`` with the cluster's credentials within ``timeout`` seconds.
 
@@ -213,7 +309,9 @@ async def probe_connection(
     try:
         async with (
             asyncio.timeout(timeout),
-            open_api_client(kc, connect_timeout=timeout, read_timeout=timeout) as api,
+            open_api_client(
+                kc, connect_timeout=timeout, read_timeout=timeout, network=network
+            ) as api,
         ):
             started = time.monotonic()
             version = await _fetch_version(api)
@@ -229,6 +327,8 @@ async def probe_connection(
             latency_ms=_elapsed_ms(started),
             error=_describe_http_error(exc, kc),
         )
+    except RedirectRefused as exc:
+        return ConnectionProbe(reachable=True, latency_ms=_elapsed_ms(started), error=str(exc))
     except Exception as exc:  # network, TLS and protocol errors all become a clean message
         return ConnectionProbe(reachable=False, error=_describe_exception(exc, kc))
     if version is None:
@@ -272,6 +372,9 @@ def _describe_http_error(exc: ApiException, kc: SanitizedKubeconfig) -> str:
 
 
 def _describe_exception(exc: BaseException, kc: SanitizedKubeconfig) -> str:
+    refused = refusal_in(exc)
+    if refused is not None:
+        return _truncate(f"connection refused by FleetGraph: {_clean(str(refused.strerror), kc)}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
         prefix = "TLS handshake failed"
     elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):

@@ -6,23 +6,37 @@ server's disk, and send traffic (with credentials) through a ``proxy-url``. A te
 register such a kubeconfig would run commands on, or read files from, FleetGraph itself.
 
 So nothing the user sends reaches the client library. This module parses the text with
-``yaml.safe_load`` (no object construction), walks only the chosen context's cluster and user,
+PyYAML's safe loader (no object construction), walks only the chosen context's cluster and user,
 accepts an allow-list of *inline* values, validates them (base64, PEM, key matches certificate,
-URL shape) and returns a :class:`SanitizedKubeconfig` holding only those values. Everything
-else, including unrelated contexts, is dropped. It never executes, reads or fetches anything.
+URL shape, lengths, characters) and returns a :class:`SanitizedKubeconfig` holding only those
+values. Everything else, including unrelated contexts, is dropped. It never executes, reads or
+fetches anything.
+
+Parsing is itself an attack surface: a megabyte of tiny YAML nodes takes the pure-Python
+parser many seconds. The loader therefore stops at a node budget, a nesting depth and a
+deadline, and :func:`sanitize_kubeconfig_off_loop` runs the whole check in a small dedicated
+thread pool, so a hostile document never holds the event loop (nor the default executor
+aiohttp resolves names in). YAML error messages keep only the position and a fixed description
+of the problem: PyYAML's own messages quote anchors, tags and characters from the document,
+and a document can put a password there.
 
 Plain ``http://`` is accepted only for loopback servers (``localhost``, ``*.localhost``,
-``127.0.0.0/8``, ``::1``): local development clusters (kind, k3d, kubesim). Anywhere else a
-bearer token or password would cross the network in clear text.
+``127.0.0.0/8`` in any spelling, ``::1``): local development clusters (kind, k3d, kubesim).
+Anywhere else a bearer token or password would cross the network in clear text. *Where* a
+server may point at all is not decided here but by :mod:`app.network_guard`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import ipaddress
 import re
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit
@@ -32,15 +46,33 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from app.network_guard import literal_address, server_host
+
 __all__ = [
     "MAX_KUBECONFIG_BYTES",
+    "MAX_KUBECONFIG_DEPTH",
+    "MAX_KUBECONFIG_ENTRIES",
+    "MAX_KUBECONFIG_NODES",
+    "PARSE_TIME_LIMIT_S",
     "KubeconfigError",
     "SanitizedKubeconfig",
     "is_loopback_host",
     "sanitize_kubeconfig",
+    "sanitize_kubeconfig_off_loop",
 ]
 
 MAX_KUBECONFIG_BYTES: Final = 1024 * 1024
+# A kubeconfig of 500 contexts (each with its cluster and user) is about 15,000 nodes; parsing
+# 25,000 costs the pure-Python loader up to about a second of one worker thread.
+MAX_KUBECONFIG_NODES: Final = 25_000
+MAX_KUBECONFIG_DEPTH: Final = 64
+MAX_KUBECONFIG_ENTRIES: Final = 1_000  # per clusters, users and contexts
+PARSE_TIME_LIMIT_S: Final = 5.0
+_MAX_NAME_CHARS: Final = 253
+_MAX_SERVER_CHARS: Final = 2048
+_MAX_TOKEN_CHARS: Final = 16 * 1024  # EKS and OIDC tokens run to a few KiB
+_MAX_USERNAME_CHARS: Final = 256
+_MAX_PASSWORD_CHARS: Final = 1024
 
 _CLUSTER_ALLOWED: Final = frozenset(
     {"server", "certificate-authority-data", "insecure-skip-tls-verify", "tls-server-name"}
@@ -76,6 +108,11 @@ _REFUSED_CLUSTER: Final[Mapping[str, str]] = {
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+# Like _HOSTNAME, but underscores occur in real internal DNS names, and resolvers accept them.
+_SERVER_HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$"
 )
 # RFC 6750 b64token plus the characters real tokens use; no whitespace, no control characters.
 _TOKEN = re.compile(r"^[\x21-\x7e]+$")
@@ -216,12 +253,39 @@ class SanitizedKubeconfig:
     __str__ = __repr__
 
 
+# Two workers: hostile documents queue behind each other instead of taking every thread.
+_PARSER_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fleetgraph-kubeconfig")
+
+
+async def sanitize_kubeconfig_off_loop(
+    text: str, *, context: str | None = None
+) -> SanitizedKubeconfig:
+    """:func:`sanitize_kubeconfig` in a worker thread, for kubeconfigs straight from a user.
+
+    The loader's own budget and deadline bound the work; waiting is bounded as well (a
+    request queued behind others gives up rather than hang)."""
+    loop = asyncio.get_running_loop()
+    work = functools.partial(sanitize_kubeconfig, text, context=context)
+    try:
+        return await asyncio.wait_for(
+            loop.run_in_executor(_PARSER_POOL, work), timeout=2 * PARSE_TIME_LIMIT_S
+        )
+    except TimeoutError:
+        raise KubeconfigError(
+            "kubeconfig", "could not be checked in time (the server is busy); try again"
+        ) from None
+
+
 def sanitize_kubeconfig(text: str, *, context: str | None = None) -> SanitizedKubeconfig:
     """Parse an untrusted kubeconfig and keep only the inline credentials of one context.
 
     ``context`` picks a context by name; otherwise ``current-context`` is used, or the only
     context if there is exactly one. Raises :class:`KubeconfigError` naming the field.
+    CPU-bound up to :data:`PARSE_TIME_LIMIT_S`: on the event loop, use
+    :func:`sanitize_kubeconfig_off_loop`.
     """
+    if context is not None:
+        _check_name(context, field="context")
     document = _parse(text)
     clusters = _named_list(document, "clusters")
     users = _named_list(document, "users")
@@ -256,6 +320,87 @@ def sanitize_kubeconfig(text: str, *, context: str | None = None) -> SanitizedKu
 # --- parsing and structure -------------------------------------------------------------
 
 
+class _TooLarge(Exception):
+    """The document went over a parsing budget; the message is the user-facing reason."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a node budget, a depth limit and a deadline.
+
+    ``compose_node`` runs once per node (an alias counts once and is not re-walked), so the
+    budget bounds the whole parse, and construction after it. ``construct_object`` remembers
+    where it is, so a value that fails to construct can be reported by position alone."""
+
+    def __init__(self, text: str, *, deadline: float) -> None:
+        super().__init__(text)
+        self._deadline = deadline
+        self._nodes = 0
+        self._depth = 0
+        self.current_mark: yaml.Mark | None = None
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._nodes += 1
+        if self._nodes > MAX_KUBECONFIG_NODES:
+            raise _TooLarge(
+                f"has more than {MAX_KUBECONFIG_NODES} YAML nodes; a kubeconfig this large is "
+                "refused (register one context at a time)"
+            )
+        if self._nodes % 256 == 0 and time.monotonic() > self._deadline:
+            raise _TooLarge(f"took longer than {PARSE_TIME_LIMIT_S:g}s to parse")
+        self._depth += 1
+        try:
+            if self._depth > MAX_KUBECONFIG_DEPTH:
+                raise _TooLarge(f"is nested deeper than {MAX_KUBECONFIG_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        self.current_mark = node.start_mark
+        return super().construct_object(node, deep=deep)
+
+
+# PyYAML problem texts quote the document (anchors, tags, characters). Only these fixed
+# descriptions are ever shown; the table is matched on the problem's constant prefix.
+_YAML_PROBLEMS: Final[tuple[tuple[str, str], ...]] = (
+    ("found undefined alias", "an alias (*name) refers to an anchor that is not defined"),
+    ("found duplicate anchor", "an anchor (&name) is defined twice"),
+    ("could not determine a constructor", "a tag that is not accepted (no custom tags)"),
+    ("found undefined tag handle", "a tag handle that is not defined"),
+    ("found unhashable key", "a mapping key that is not a plain value"),
+    ("found character that cannot start any token", "a character that cannot start a token"),
+    ("mapping values are not allowed here", "a mapping value where none is allowed"),
+    ("found unknown escape character", "an unknown escape sequence in a quoted string"),
+    ("found a tab character", "a tab character where indentation was expected"),
+)
+_YAML_ERROR_KINDS: Final[tuple[tuple[type[yaml.YAMLError], str], ...]] = (
+    (yaml.scanner.ScannerError, "a syntax error"),
+    (yaml.parser.ParserError, "a structure error"),
+    (yaml.composer.ComposerError, "an anchor or alias error"),
+    (yaml.constructor.ConstructorError, "a value that cannot be read"),
+)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A description of a YAML error by its class and position only."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"a character YAML does not allow, at position {exc.position}"
+    problem = getattr(exc, "problem", None) or ""
+    description = next(
+        (text for prefix, text in _YAML_PROBLEMS if problem.startswith(prefix)), None
+    )
+    if description is None:
+        description = next(
+            (text for kind, text in _YAML_ERROR_KINDS if isinstance(exc, kind)), "an error"
+        )
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return description + _position(mark)
+
+
+def _position(mark: yaml.Mark | None) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
 def _parse(text: str) -> Mapping[str, Any]:
     if not isinstance(text, str):
         raise KubeconfigError("kubeconfig", "must be YAML text")
@@ -264,19 +409,25 @@ def _parse(text: str) -> Mapping[str, Any]:
         raise KubeconfigError(
             "kubeconfig", f"is {size} bytes; the limit is {MAX_KUBECONFIG_BYTES} bytes (1 MiB)"
         )
+    loader: _BoundedLoader | None = None
     try:
-        document = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        # str(exc) quotes the offending line, which may hold a credential: keep only the
-        # generic problem description and the position.
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or "syntax error"
-        raise KubeconfigError("kubeconfig", f"is not valid YAML: {problem}{where}") from None
-    except yaml.YAMLError:
-        raise KubeconfigError("kubeconfig", "is not valid YAML") from None
+        # The reader checks every character as it is built, so building is inside the try.
+        loader = _BoundedLoader(text, deadline=time.monotonic() + PARSE_TIME_LIMIT_S)
+        document = loader.get_single_data()
+    except _TooLarge as exc:
+        raise KubeconfigError("kubeconfig", str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise KubeconfigError("kubeconfig", f"is not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:
         raise KubeconfigError("kubeconfig", "is nested too deeply to be a kubeconfig") from None
+    except Exception:  # a constructor's own error (a bad !!int or date) quotes the value
+        where = _position(loader.current_mark if loader is not None else None)
+        raise KubeconfigError(
+            "kubeconfig", f"is not valid YAML: a value that cannot be read{where}"
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict):
         raise KubeconfigError("kubeconfig", "must be a YAML mapping with clusters, users, contexts")
     return document
@@ -289,6 +440,10 @@ def _named_list(document: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
         entries = []
     if not isinstance(entries, list):
         raise KubeconfigError(key, "must be a list")
+    if len(entries) > MAX_KUBECONFIG_ENTRIES:
+        raise KubeconfigError(
+            key, f"has {len(entries)} entries; the limit is {MAX_KUBECONFIG_ENTRIES}"
+        )
     body_key = key[:-1]
     pairs: list[tuple[str, Any]] = []
     for index, entry in enumerate(entries):
@@ -298,8 +453,17 @@ def _named_list(document: Mapping[str, Any], key: str) -> list[tuple[str, Any]]:
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise KubeconfigError(f"{key}[{index}].name", "must be a non-empty string")
+        _check_name(name, field=f"{key}[{index}].name")
         pairs.append((name, entry.get(body_key)))
     return pairs
+
+
+def _check_name(name: str, *, field: str) -> None:
+    """Names end up in the database, in error paths and on screens: bounded and printable."""
+    if len(name) > _MAX_NAME_CHARS:
+        raise KubeconfigError(field, f"must be at most {_MAX_NAME_CHARS} characters")
+    if not _PRINTABLE.fullmatch(name):
+        raise KubeconfigError(field, "must not contain control characters")
 
 
 def _choose_context(
@@ -386,6 +550,7 @@ def _optional_name(body: Mapping[str, Any], key: str, *, path: str) -> str | Non
         return None
     if not isinstance(value, str):
         raise KubeconfigError(f"{path}.{key}", "must be a string")
+    _check_name(value, field=f"{path}.{key}")
     return value
 
 
@@ -426,6 +591,8 @@ def _cluster_values(cluster: Mapping[str, Any], *, path: str) -> dict[str, Any]:
 def _server(value: object, *, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise KubeconfigError(path, "is required and must be a URL string")
+    if len(value) > _MAX_SERVER_CHARS:
+        raise KubeconfigError(path, f"must be at most {_MAX_SERVER_CHARS} characters")
     if not _PRINTABLE.fullmatch(value) or " " in value:
         raise KubeconfigError(path, "must not contain spaces or control characters")
     try:
@@ -434,7 +601,19 @@ def _server(value: object, *, path: str) -> str:
     except ValueError:
         raise KubeconfigError(path, "is not a valid URL") from None
     _check_server_parts(parts, port=port, path=path)
+    host = server_host(value)
+    if host is None or not _is_server_host(host):
+        raise KubeconfigError(path, "has a host that is not a DNS name or an IP address")
     return value.rstrip("/")
+
+
+def _is_server_host(host: str) -> bool:
+    """The host as the HTTP client will use it (IDNA-folded) is an IP literal or a DNS name of
+    letters, digits, ``-`` and ``_``: no percent-escapes, NULs or empty labels that would mean
+    something else to another parser."""
+    if literal_address(host) is not None:
+        return True
+    return ":" not in host and _SERVER_HOST.fullmatch(host) is not None
 
 
 def _check_server_parts(parts: SplitResult, *, port: int | None, path: str) -> None:
@@ -449,7 +628,7 @@ def _check_server_parts(parts: SplitResult, *, port: int | None, path: str) -> N
         raise KubeconfigError(path, "must not have a query string or fragment")
     if port == 0:
         raise KubeconfigError(path, "has an invalid port")
-    if scheme == "http" and not is_loopback_host(parts.hostname):
+    if scheme == "http" and not is_loopback_host(server_host(parts.geturl()) or ""):
         raise KubeconfigError(
             path,
             "uses plain http to a non-local host, which would send credentials in clear text; "
@@ -459,26 +638,15 @@ def _check_server_parts(parts: SplitResult, *, port: int | None, path: str) -> N
 
 def is_loopback_host(host: str) -> bool:
     """True for hosts that never leave this machine: ``localhost``, ``*.localhost``,
-    ``127.0.0.0/8`` and ``::1``. These are the only hosts plain http may reach."""
+    ``127.0.0.0/8`` (in any ``inet_aton`` spelling, or IPv4-mapped) and ``::1``. These are
+    the only hosts plain http may reach."""
     host = host.strip("[]").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_host_local_address(host: str) -> bool:
-    """Loopback, link-local (cloud metadata lives at 169.254.169.254) or unspecified: places
-    a registered "cluster" could use to make this server probe itself or its host."""
-    if is_loopback_host(host):
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return address.is_link_local or address.is_unspecified
+    address = literal_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address is not None and address.is_loopback
 
 
 # --- user ------------------------------------------------------------------------------
@@ -505,6 +673,8 @@ def _token(user: Mapping[str, Any], *, path: str) -> str | None:
         raise KubeconfigError(
             f"{path}.token", "must be printable ASCII without spaces or line breaks"
         )
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise KubeconfigError(f"{path}.token", f"must be at most {_MAX_TOKEN_CHARS} characters")
     return token
 
 
@@ -522,6 +692,10 @@ def _basic_auth(user: Mapping[str, Any], *, path: str) -> dict[str, str | None]:
             )
         if not _PRINTABLE.fullmatch(value):
             raise KubeconfigError(f"{path}.{key}", "must not contain control characters")
+    for key, value, limit in (("username", username, _MAX_USERNAME_CHARS),
+                              ("password", password, _MAX_PASSWORD_CHARS)):
+        if len(value) > limit:
+            raise KubeconfigError(f"{path}.{key}", f"must be at most {limit} characters")
     if ":" in username:
         raise KubeconfigError(f"{path}.username", "must not contain ':' (HTTP basic auth)")
     return {"username": username, "password": password}

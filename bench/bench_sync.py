@@ -23,6 +23,7 @@ import asyncpg
 import orjson
 
 from app.db import create_pool
+from app.network_guard import NetworkPolicy
 from app.vault import Vault, generate_key
 from kubesim import KubeSim
 from sync.cluster_sync import ClusterRecord, ClusterSync, SyncOptions, kubeconfig_aad
@@ -37,8 +38,10 @@ MAPPERS = {
     "deployments": map_deployment,
     "pods": map_pod,
 }
+# kubesim listens on loopback, which the sync refuses unless local clusters are allowed.
 OPTIONS = SyncOptions(page_size=500, flush_interval=0.05, metrics_interval=3600.0,
-                      heartbeat_interval=3600.0, health_interval=3600.0)
+                      heartbeat_interval=3600.0, health_interval=3600.0,
+                      network=NetworkPolicy(allow_local=True))
 
 
 async def bare_copy_seconds(pool: asyncpg.Pool, sim: KubeSim) -> tuple[float, int]:

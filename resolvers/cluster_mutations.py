@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -22,12 +21,8 @@ import orjson
 from app.auth import Role
 from app.credentials import open_kubeconfig, seal_kubeconfig
 from app.kube_client import ConnectionProbe, probe_connection
-from app.kubeconfig import (
-    KubeconfigError,
-    SanitizedKubeconfig,
-    is_host_local_address,
-    sanitize_kubeconfig,
-)
+from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig_off_loop
+from app.network_guard import NetworkPolicy
 from resolvers.clusters import CLUSTER_COLUMNS
 from resolvers.context import Context
 from resolvers.costs import price_book
@@ -120,21 +115,29 @@ async def _record_prices(
         )
 
 
-def _check_kubeconfig(
+def _input_field(kubeconfig_field: str) -> str:
+    """The GraphQL input field a sanitizer error is about: ``kubeconfig`` itself, the
+    ``context`` argument, or a path inside the kubeconfig (``kubeconfig.users[u].user.token``)."""
+    if kubeconfig_field in ("kubeconfig", "context"):
+        return kubeconfig_field
+    return f"kubeconfig.{kubeconfig_field}"
+
+
+async def _check_kubeconfig(
     ctx: Context, text: str, context: str | None, problems: list[FieldProblem]
 ) -> SanitizedKubeconfig | None:
+    """Sanitize off the event loop, then refuse servers the network policy certainly refuses.
+
+    The network check here is the early, explanatory one; every connection is checked again
+    where it is made (app.network_guard), whatever DNS answers by then."""
     try:
-        kc = sanitize_kubeconfig(text, context=context)
+        kc = await sanitize_kubeconfig_off_loop(text, context=context)
     except KubeconfigError as exc:
-        problems.append(FieldProblem(f"kubeconfig.{exc.field}", exc.reason))
+        problems.append(FieldProblem(_input_field(exc.field), exc.reason))
         return None
-    host = urlsplit(kc.server_url).hostname or ""
-    if not ctx.settings.allow_local_clusters and is_host_local_address(host):
-        # Otherwise a tenant could aim the server's own probes at itself or its host.
-        problems.append(FieldProblem(
-            "kubeconfig.server",
-            "loopback and link-local addresses are refused on this server "
-            "(FLEETGRAPH_ALLOW_LOCAL_CLUSTERS=1 allows them, e.g. for local clusters)"))
+    refusal = NetworkPolicy.from_settings(ctx.settings).url_refusal(kc.server_url)
+    if refusal is not None:
+        problems.append(FieldProblem("kubeconfig.server", refusal))
         return None
     return kc
 
@@ -167,7 +170,7 @@ async def register_cluster(ctx: Context, args: ClusterInputArgs) -> asyncpg.Reco
         problems.append(FieldProblem("provider", f"must be one of {', '.join(PROVIDERS)}"))
     labels = _check_labels(args.labels, problems)
     prices = _check_pricing(args.pricing, problems)
-    kc = _check_kubeconfig(ctx, args.kubeconfig or "", args.context, problems)
+    kc = await _check_kubeconfig(ctx, args.kubeconfig or "", args.context, problems)
     if problems or kc is None:
         raise InvalidInputError(problems)
     cluster_id = uuid.uuid4()
@@ -238,9 +241,11 @@ async def rotate_credentials(
 ) -> asyncpg.Record:
     ctx.require(Role.ADMIN)
     problems: list[FieldProblem] = []
+    # Checked before the row is locked: parsing may take a while, and a missing cluster and
+    # another tenant's answer alike either way.
+    kc = await _check_kubeconfig(ctx, kubeconfig, context, problems)
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await _fetch_owned(conn, ctx, cluster_id, lock=True)
-        kc = _check_kubeconfig(ctx, kubeconfig, context, problems)
         if kc is None:
             raise InvalidInputError(problems)
         sealed = seal_kubeconfig(ctx.vault, cluster_id, kc)
@@ -274,7 +279,9 @@ async def test_connection(ctx: Context, cluster_id: uuid.UUID) -> ConnectionProb
         row = await _fetch_owned(conn, ctx, cluster_id)
     kc = open_kubeconfig(ctx.vault, cluster_id, row["kubeconfig_encrypted"],
                          row["kubeconfig_key_id"])
-    probe = await probe_connection(kc, timeout=5.0)
+    probe = await probe_connection(
+        kc, timeout=5.0, network=NetworkPolicy.from_settings(ctx.settings)
+    )
     if probe.reachable and probe.server_version:
         await ctx.pool.execute(
             "UPDATE k8s_clusters SET kubernetes_version = $2 WHERE id = $1",

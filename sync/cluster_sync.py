@@ -12,14 +12,21 @@ Its life, per attempt:
 
 Any failure of 1-3, or a heartbeat that cannot reach the server, marks the cluster
 ``unreachable`` with a scrubbed ``last_sync_error`` and retries with jittered backoff; a
-success marks it ``active`` again. Database trouble is retried by the flusher without
+success marks it ``active`` again. So does a watch that is refused by the network policy,
+redirected, or answered with something that is not a watch stream: a server that is not a
+Kubernetes API server never looks healthy. Database trouble is retried by the flusher without
 dropping buffered events.
+
+Every connection goes through ``SyncOptions.network`` (:mod:`app.network_guard`), checked
+where it is made; the default refuses everything local, so a caller that forgets to pass the
+process policy fails closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -37,11 +44,12 @@ from kubernetes_asyncio.client import ApiClient
 
 from app.kube_client import open_api_client
 from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
+from app.network_guard import NetworkPolicy, refusal_in
 from app.vault import Vault, VaultError
 from sync.health import update_cluster_health
 from sync.helm import HELM_LABEL_SELECTOR, decode_storage_secret
 from sync.informer import TRANSIENT_KUBE_ERRORS, Backoff, Informer, KindSpec
-from sync.kubeapi import KubeApiError, NotFound, get_json
+from sync.kubeapi import KubeApiError, NotFound, Redirected, UnexpectedAnswer, get_version
 from sync.mappers import (
     Row,
     map_deployment,
@@ -113,6 +121,7 @@ class SyncOptions:
     months_ahead: int = 3
     metrics_retention_days: int = 90
     pod_retention_days: int = 30
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,7 +168,14 @@ _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+")
 
 def describe_error(exc: BaseException, kc: SanitizedKubeconfig | None) -> str:
     """A one-line error for ``last_sync_error``: no token, password or key, ever."""
-    if isinstance(exc, KubeApiError):
+    refused = refusal_in(exc)
+    if refused is not None:
+        text = f"connection refused by FleetGraph: {refused.strerror}"
+    elif isinstance(exc, Redirected):
+        text = f"redirected (HTTP {exc.status}); FleetGraph never follows redirects"
+    elif isinstance(exc, UnexpectedAnswer):
+        text = f"not a Kubernetes API answer: {exc.message}"
+    elif isinstance(exc, KubeApiError):
         meaning = {401: "credentials rejected", 403: "forbidden"}.get(exc.status, "API error")
         text = f"{meaning}: {exc}"
     elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
@@ -285,6 +301,10 @@ class ClusterSync:
         self._flusher: Flusher | None = None
         self._kubeconfig: SanitizedKubeconfig | None = None
         self._reachable: bool | None = None
+        # Kinds whose last watch was answered with something that is not a watch (or a
+        # redirect): until each watches properly again, the cluster is not reachable, whatever
+        # /version says.
+        self._answer_faults: dict[str, BaseException] = {}
         self.synced = asyncio.Event()
 
     @property
@@ -322,6 +342,7 @@ class ClusterSync:
                     self._kubeconfig,
                     connect_timeout=self._options.connect_timeout,
                     read_timeout=self._options.read_timeout,
+                    network=self._options.network,
                 ) as api:
                     await self._sync(api, backoff)
             except asyncio.CancelledError:
@@ -338,6 +359,7 @@ class ClusterSync:
                     await self._mark_unreachable(exc)
             finally:
                 self._informers = []
+                self._answer_faults.clear()
             await backoff.wait()
 
     def _specs(self, ledger: OomLedger) -> list[KindSpec]:
@@ -367,8 +389,7 @@ class ClusterSync:
         ]
 
     async def _sync(self, api: ApiClient, backoff: Backoff) -> None:
-        version = await get_json(api, "/version")
-        await self._set_version(version.get("gitVersion"))
+        await self._set_version(await get_version(api))
         writer = ClusterWriter(
             pool=self._pool,
             vault=self._vault,
@@ -388,8 +409,8 @@ class ClusterSync:
                 watch_timeout_s=self._options.watch_timeout_s,
                 connect_timeout=self._options.connect_timeout,
                 backoff=self._backoff(),
-                on_contact=self._mark_reachable,
-                on_failure=self._watch_failed,
+                on_contact=functools.partial(self._watch_contact, spec.kind),
+                on_failure=functools.partial(self._watch_failed, spec.kind),
             )
             for spec in self._specs(ledger)
         ]
@@ -427,11 +448,14 @@ class ClusterSync:
         while True:
             await asyncio.sleep(self._options.heartbeat_interval)
             try:
-                await get_json(api, "/version")
+                await get_version(api)
             except TRANSIENT_KUBE_ERRORS as exc:
                 await self._mark_unreachable(exc)
             else:
-                await self._mark_reachable()
+                if self._answer_faults:
+                    await self._mark_unreachable(next(iter(self._answer_faults.values())))
+                else:
+                    await self._mark_reachable()
 
     async def _assess_periodically(self) -> None:
         """Time alone changes some verdicts (a pod Pending for too long)."""
@@ -450,6 +474,13 @@ class ClusterSync:
         try:
             snapshot = await read_metrics(api, page_size=self._options.page_size)
         except NotFound:
+            await self._set_metrics_available(False)
+            return
+        except (Redirected, UnexpectedAnswer) as exc:
+            # metrics.k8s.io is optional; one that does not answer like metrics-server is
+            # treated as absent, and the rest of the cluster keeps syncing.
+            log.warning("cluster %s: metrics.k8s.io unusable (%s)", self.cluster_id,
+                        describe_error(exc, self._kubeconfig))
             await self._set_metrics_available(False)
             return
         except TRANSIENT_KUBE_ERRORS as exc:
@@ -507,9 +538,20 @@ class ClusterSync:
         if status != "UPDATE 0" and self._flusher is not None:
             self._flusher.touch(kinds=["cluster"])
 
-    async def _watch_failed(self, exc: BaseException) -> None:
-        # A refused connection means the server is gone; a cut stream or a 5xx does not.
-        if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+    async def _watch_contact(self, kind: str) -> None:
+        """A watch of ``kind`` delivered events (or ran its course): it works again."""
+        self._answer_faults.pop(kind, None)
+        if not self._answer_faults:
+            await self._mark_reachable()
+
+    async def _watch_failed(self, kind: str, exc: BaseException) -> None:
+        # An answer that is not a watch means this is not a Kubernetes API server, and it stays
+        # so until that kind watches properly; a refused connection means the server is gone;
+        # a cut stream or a 5xx means neither.
+        if isinstance(exc, Redirected | UnexpectedAnswer):
+            self._answer_faults[kind] = exc
+            await self._mark_unreachable(exc)
+        elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
             await self._mark_unreachable(exc)
 
     async def _mark_unreachable(self, exc: BaseException) -> None:

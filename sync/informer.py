@@ -27,14 +27,19 @@ import aiohttp
 import orjson
 from kubernetes_asyncio.client import ApiClient
 
-from sync.kubeapi import Gone, KubeApiError, list_pages, watch_events
+from sync.kubeapi import EmptyWatch, Gone, KubeApiError, list_pages, watch_events
 from sync.mappers import BadObject, describe
 
 __all__ = ["TRANSIENT_KUBE_ERRORS", "Backoff", "Informer", "KindSpec", "Sink"]
 
 log = logging.getLogger(__name__)
 
-# Failures worth retrying: the network, the server's 5xx/429, a stream cut mid-JSON.
+# An API server shutting down ends each watch once; a server that does not implement watch
+# ends every one. This many in a row (with backoff in between) is the latter.
+EMPTY_WATCHES_BEFORE_FAILURE = 3
+
+# Failures worth retrying: the network, the server's 5xx/429, a stream cut mid-JSON, and an
+# answer that is not Kubernetes (a KubeApiError too: retried with backoff, never in a hot loop).
 TRANSIENT_KUBE_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientError,
     OSError,
@@ -122,6 +127,7 @@ class Informer:
         self.listed_items = 0
         self.relists = 0
         self.skipped = 0
+        self._empty_watches = 0
 
     # --- decoding --------------------------------------------------------------------
 
@@ -202,6 +208,12 @@ class Informer:
         """Stop watching and list again (``triggerSync``)."""
         self._relist.set()
 
+    async def _contact(self) -> None:
+        self._backoff.reset()
+        self._empty_watches = 0
+        if self._on_contact is not None:
+            await self._on_contact()
+
     async def _watch_until_gone(self) -> None:
         """Watch, re-watching from the last version seen, until 410 Gone."""
         while True:
@@ -219,13 +231,20 @@ class Informer:
                     self._apply(event)
                     if not contacted:
                         contacted = True
-                        self._backoff.reset()
-                        if self._on_contact is not None:
-                            await self._on_contact()
+                        await self._contact()
+                if not contacted:
+                    # A quiet stream that ran its course is a working watch too (one that ends
+                    # at once without events is refused by watch_events).
+                    await self._contact()
             except Gone:
                 # 410 is normal: our version fell out of the server's watch history (etcd
                 # compaction, or we were away too long). client-go relists; so do we.
                 return
+            except EmptyWatch as exc:
+                self._empty_watches += 1
+                if self._empty_watches >= EMPTY_WATCHES_BEFORE_FAILURE and self._on_failure:
+                    await self._on_failure(exc)
+                await self._backoff.wait()
             except TRANSIENT_KUBE_ERRORS as exc:
                 if self._on_failure is not None:
                     await self._on_failure(exc)

@@ -7,30 +7,51 @@ timeouts of :func:`app.kube_client.open_api_client` still apply) and parses with
 
 Watch streams are split into lines by hand rather than with ``StreamReader.readline``:
 aiohttp refuses lines over 128 KiB, and one Helm release secret is easily bigger.
+
+A registered server is not trusted to be a Kubernetes API server. Every answer is checked for
+the shape the Kubernetes API gives that call (a ``*List`` with ``items`` and
+``metadata.resourceVersion``; a stream of watch events; ``/version`` with ``gitVersion``), and
+anything else raises :class:`UnexpectedAnswer`. Without that, a server answering ``200 {}`` to
+every path looks like an empty cluster whose watches end at once, and the informers would
+re-watch it as fast as it answers. A redirect is never followed (see
+:class:`app.kube_client.RedirectRefused`) and surfaces here as :class:`Redirected`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import orjson
 from kubernetes_asyncio.client import ApiClient
 
+from app.kube_client import RedirectRefused
+
 __all__ = [
+    "EmptyWatch",
     "Gone",
     "KubeApiError",
     "NotFound",
     "Page",
+    "Redirected",
+    "UnexpectedAnswer",
     "get_json",
+    "get_version",
     "list_pages",
     "watch_events",
 ]
 
 _ACCEPT = {"Accept": "application/json"}
 _MAX_LINE_BYTES = 64 * 1024 * 1024
+_WATCH_EVENT_TYPES: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"})
+# A real watch stays open until timeoutSeconds (or a cut); one that ends this fast having sent
+# nothing is a server that does not implement watch.
+_EMPTY_WATCH_MIN_S: Final = 1.0
+# 10,000 pages of 500 is five million objects of one kind: far past any real cluster.
+_MAX_LIST_PAGES: Final = 10_000
 
 
 class KubeApiError(Exception):
@@ -39,6 +60,7 @@ class KubeApiError(Exception):
     def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}: {message}" if message else f"HTTP {status}")
         self.status = status
+        self.message = message
         self.retry_after = retry_after
 
 
@@ -49,6 +71,23 @@ class Gone(KubeApiError):
 
 class NotFound(KubeApiError):
     """404: the path (e.g. an API group such as metrics.k8s.io) is not served."""
+
+
+class Redirected(KubeApiError):
+    """A 3xx answer. Kubernetes API servers do not redirect API calls; it is never followed."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status, "redirect refused; FleetGraph never follows redirects")
+
+
+class UnexpectedAnswer(KubeApiError):
+    """An answer that is not what the Kubernetes API returns for this call (``message``
+    describes the shape, never repeats the body)."""
+
+
+class EmptyWatch(UnexpectedAnswer):
+    """A watch stream that ended at once without a single event. Once is what a real API
+    server does when it shuts down gracefully; again and again, it is not a watch at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,15 +125,18 @@ async def _request(
     *,
     request_timeout: aiohttp.ClientTimeout | None = None,
 ) -> aiohttp.ClientResponse:
-    response: aiohttp.ClientResponse = await api.call_api(
-        path,
-        "GET",
-        query_params=list(query),
-        header_params=dict(_ACCEPT),
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-        _request_timeout=request_timeout,
-    )
+    try:
+        response: aiohttp.ClientResponse = await api.call_api(
+            path,
+            "GET",
+            query_params=list(query),
+            header_params=dict(_ACCEPT),
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=request_timeout,
+        )
+    except RedirectRefused as exc:
+        raise Redirected(exc.status) from None
     if response.status != 200:
         try:
             body = await response.read()
@@ -137,36 +179,82 @@ def loads(body: bytes) -> Any:
 async def get_json(
     api: ApiClient, path: str, query: Sequence[tuple[str, str]] = ()
 ) -> dict[str, Any]:
+    """One GET whose answer must be a JSON object."""
     response = await _request(api, path, query)
     try:
         body = await response.read()
     finally:
         response.release()
-    document = loads(body)
+    try:
+        document = loads(body)
+    except orjson.JSONDecodeError:
+        raise UnexpectedAnswer(response.status, f"{path} answered something that is not JSON"
+                               ) from None
     if not isinstance(document, dict):
-        raise KubeApiError(response.status, "answer is not a JSON object")
+        raise UnexpectedAnswer(response.status, f"{path} answered JSON that is not an object")
     return document
 
 
+async def get_version(api: ApiClient) -> str:
+    """``gitVersion`` from ``/version``: the cheapest proof that this is a Kubernetes API."""
+    document = await get_json(api, "/version")
+    version = document.get("gitVersion")
+    if not isinstance(version, str) or not version:
+        raise UnexpectedAnswer(200, "/version has no gitVersion; not a Kubernetes API server")
+    return version
+
+
+def _list_metadata(
+    document: dict[str, Any], path: str, *, require_resource_version: bool
+) -> dict[str, Any]:
+    """The list's ``metadata``, once the document is known to be a ``*List``."""
+    kind, items, metadata = document.get("kind"), document.get("items"), document.get("metadata")
+    if not isinstance(kind, str) or not kind.endswith("List"):
+        raise UnexpectedAnswer(200, f"{path} did not answer a *List object")
+    if not isinstance(items, list) or not isinstance(metadata, dict):
+        raise UnexpectedAnswer(200, f"{path} answered a {kind[:60]} without items or metadata")
+    version = metadata.get("resourceVersion")
+    if require_resource_version and (not isinstance(version, str) or not version):
+        raise UnexpectedAnswer(200, f"{path} answered a list without metadata.resourceVersion")
+    token = metadata.get("continue")
+    if token is not None and not isinstance(token, str):
+        raise UnexpectedAnswer(200, f"{path} answered a list whose continue is not a string")
+    return metadata
+
+
 async def list_pages(
-    api: ApiClient, path: str, *, limit: int, label_selector: str | None = None
+    api: ApiClient,
+    path: str,
+    *,
+    limit: int,
+    label_selector: str | None = None,
+    require_resource_version: bool = True,
 ) -> AsyncIterator[Page]:
     """A consistent list in pages of ``limit`` (``continue`` tokens); the last page's
-    ``resource_version`` is where a watch must start."""
+    ``resource_version`` is where a watch must start.
+
+    ``require_resource_version=False`` is for ``metrics.k8s.io``, whose lists carry none. A
+    continue token repeated, or more pages than any cluster has, is an
+    :class:`UnexpectedAnswer` rather than an endless loop."""
     token: str | None = None
-    while True:
+    for _ in range(_MAX_LIST_PAGES):
         query = [("limit", str(limit))]
         if label_selector:
             query.append(("labelSelector", label_selector))
         if token:
             query.append(("continue", token))
         document = await get_json(api, path, query)
-        metadata = document.get("metadata") or {}
-        items = [i for i in document.get("items") or [] if isinstance(i, dict)]
-        yield Page(items, metadata.get("resourceVersion"))
-        token = metadata.get("continue") or None
+        metadata = _list_metadata(
+            document, path, require_resource_version=require_resource_version
+        )
+        items = [i for i in document["items"] if isinstance(i, dict)]
+        yield Page(items, metadata.get("resourceVersion") or None)
+        previous, token = token, metadata.get("continue") or None
         if not token:
             return
+        if token == previous:
+            raise UnexpectedAnswer(200, f"{path} answered the same continue token twice")
+    raise UnexpectedAnswer(200, f"{path} did not finish its list in {_MAX_LIST_PAGES} pages")
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
@@ -212,17 +300,36 @@ async def watch_events(
         sock_connect=connect_timeout,
         sock_read=timeout_seconds + 30,
     )
+    started = time.monotonic()
     response = await _request(api, path, query, request_timeout=timeout)
+    delivered = 0
     try:
         async for line in _lines(response):
-            event = loads(line)
-            if not isinstance(event, dict):
-                continue
-            if event.get("type") == "ERROR":
-                status = event.get("object") or {}
+            event = _watch_event(line, path)
+            if event["type"] == "ERROR":
+                status = event["object"]
                 code = _status_code(status)
-                message = str(status.get("message", ""))[:200] if isinstance(status, dict) else ""
+                message = str(status.get("message", ""))[:200]
                 raise Gone(code, message) if code == 410 else KubeApiError(code, message)
+            delivered += 1
             yield event
     finally:
         response.release()
+    if delivered == 0 and time.monotonic() - started < _EMPTY_WATCH_MIN_S:
+        raise EmptyWatch(200, f"{path} ends its watches at once without any event; "
+                         "not a Kubernetes watch")
+
+
+def _watch_event(line: bytes, path: str) -> dict[str, Any]:
+    """One line of a watch stream, which must be ``{"type": <event type>, "object": {...}}``."""
+    try:
+        event = loads(line)
+    except orjson.JSONDecodeError:
+        raise UnexpectedAnswer(200, f"{path} watch sent a line that is not JSON") from None
+    if (
+        not isinstance(event, dict)
+        or event.get("type") not in _WATCH_EVENT_TYPES
+        or not isinstance(event.get("object"), dict)
+    ):
+        raise UnexpectedAnswer(200, f"{path} watch sent something that is not a watch event")
+    return event

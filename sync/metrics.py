@@ -60,12 +60,17 @@ async def read_metrics(api: ApiClient, *, page_size: int) -> MetricsSnapshot:
     """NodeMetrics and PodMetrics (pods summed over containers). Raises ``NotFound`` when
     metrics.k8s.io is not served."""
     snapshot = MetricsSnapshot()
-    async for page in list_pages(api, NODE_METRICS_PATH, limit=page_size):
+    # metrics-server's lists carry no resourceVersion (there is nothing to watch).
+    async for page in list_pages(
+        api, NODE_METRICS_PATH, limit=page_size, require_resource_version=False
+    ):
         for item in page.items:
             name = (item.get("metadata") or {}).get("name")
             if isinstance(name, str):
                 snapshot.nodes.append((name, *_usage(item.get("usage"))))
-    async for page in list_pages(api, POD_METRICS_PATH, limit=page_size):
+    async for page in list_pages(
+        api, POD_METRICS_PATH, limit=page_size, require_resource_version=False
+    ):
         for item in page.items:
             metadata = item.get("metadata") or {}
             name, namespace = metadata.get("name"), metadata.get("namespace")

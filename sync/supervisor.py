@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from app.network_guard import NetworkPolicy
 from app.settings import Settings
 from app.vault import Vault
 from sync.cluster_sync import TRANSIENT_DB_ERRORS, ClusterRecord, ClusterSync, SyncOptions
@@ -55,6 +56,7 @@ def options_from_settings(settings: Settings, **overrides: Any) -> SyncOptions:
         "metrics_interval": settings.metrics_interval_s,
         "metrics_retention_days": settings.metrics_retention_days,
         "pod_retention_days": settings.pod_retention_days,
+        "network": NetworkPolicy.from_settings(settings),
     }
     values.update(overrides)
     return SyncOptions(**values)

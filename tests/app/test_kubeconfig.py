@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import ipaddress
+import itertools
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,15 @@ from kubernetes_asyncio.config import load_kube_config_from_dict
 
 from app.kubeconfig import (
     MAX_KUBECONFIG_BYTES,
+    MAX_KUBECONFIG_DEPTH,
+    MAX_KUBECONFIG_ENTRIES,
+    MAX_KUBECONFIG_NODES,
+    PARSE_TIME_LIMIT_S,
     KubeconfigError,
     SanitizedKubeconfig,
     is_loopback_host,
     sanitize_kubeconfig,
+    sanitize_kubeconfig_off_loop,
 )
 
 TOKEN = "fg-test-token-5f1d2c3b4a"
@@ -573,3 +581,175 @@ def test_sanitized_kubeconfig_is_frozen() -> None:
     with pytest.raises(AttributeError):
         kc.token = "other"  # type: ignore[misc]
     assert isinstance(kc, SanitizedKubeconfig)
+
+
+# --- YAML errors say where and what kind, never what ---------------------------------------------
+
+CANARY = "Secr3tCanary"
+
+
+@pytest.mark.parametrize("text", [
+    f"users:\n- name: u\n  user:\n    password: *{CANARY}\n",
+    f"users:\n- name: u\n  user:\n    password: !{CANARY} x\n",
+    f"users:\n- name: u\n  user:\n    password: !{CANARY}!x y\n",
+    f"%TAG !e! tag:{CANARY}:\n---\nusers: !e!x []\n",
+    f"a: &{CANARY} 1\nb: &{CANARY} 2\n",
+    f'users:\n- name: u\n  user:\n    password: "\\q{CANARY}"\n',
+    f"users:\n- name: u\n  user:\n    password: !!int {CANARY}\n",
+    "users:\n- name: u\n  user:\n    password: !!timestamp 2024-13-45\n",
+    f"? [{CANARY}]\n: 1\n",
+    f"users:\n- name: u\n  user:\n    token: {CANARY}\n  \t: [\n",
+    f"a: 1\n\x07{CANARY}\n",
+    f"a: !<tag:yaml.org,2002:python/object:{CANARY}> x\n",
+])
+def test_yaml_errors_carry_position_and_problem_class_only(text: str) -> None:
+    error = refused(text)
+    assert error.field == "kubeconfig"
+    assert error.reason.startswith("is not valid YAML: ")
+    assert " at line " in error.reason or " at position " in error.reason
+    assert CANARY not in str(error) and "2024-13-45" not in str(error)
+    assert "'" not in error.reason  # PyYAML's own messages quote what they found
+
+
+def test_undefined_alias_names_the_problem_without_the_alias() -> None:
+    error = refused(f"users:\n- name: u\n  user:\n    password: *{CANARY}\n")
+    assert error.reason == (
+        "is not valid YAML: an alias (*name) refers to an anchor that is not defined "
+        "at line 4, column 15")
+
+
+# --- parsing budgets ---------------------------------------------------------------------------
+
+
+def _many_contexts(count: int) -> str:
+    return dump({
+        "clusters": [{"name": "c", "cluster": {"server": "https://10.0.0.1"}}],
+        "contexts": [{"name": f"ctx-{i}", "context": {"cluster": "c"}} for i in range(count)],
+        "current-context": "ctx-0",
+    })
+
+
+def test_a_megabyte_of_tiny_nodes_is_refused_quickly() -> None:
+    text = "a: [" + ",".join(["1"] * 470_000) + "]\n"
+    assert len(text.encode()) < MAX_KUBECONFIG_BYTES
+    started = time.monotonic()
+    error = refused(text)
+    assert error.field == "kubeconfig"
+    assert f"more than {MAX_KUBECONFIG_NODES} YAML nodes" in error.reason
+    assert time.monotonic() - started < PARSE_TIME_LIMIT_S
+
+
+def test_too_many_contexts_are_refused_naming_the_section() -> None:
+    error = refused(_many_contexts(MAX_KUBECONFIG_ENTRIES + 1))
+    assert error.field == "contexts"
+    assert f"the limit is {MAX_KUBECONFIG_ENTRIES}" in error.reason
+    assert sanitize_kubeconfig(_many_contexts(MAX_KUBECONFIG_ENTRIES)).context_name == "ctx-0"
+
+
+def test_nesting_beyond_the_depth_limit_is_refused_before_recursing() -> None:
+    deep = "a: " + "[" * (MAX_KUBECONFIG_DEPTH + 1) + "]" * (MAX_KUBECONFIG_DEPTH + 1)
+    assert f"nested deeper than {MAX_KUBECONFIG_DEPTH}" in refused(deep).reason
+
+
+def test_aliases_count_once_so_a_billion_laughs_stays_small() -> None:
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        laughs.append(f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 10) + "]")
+    text = dump(kubeconfig()) + "\n".join(f"x{line}" for line in laughs) + "\n"
+    started = time.monotonic()
+    # Ten billion leaves if expanded; accepted (unknown top-level keys are dropped) in no time.
+    assert sanitize_kubeconfig(text).token == TOKEN
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_parse_deadline_stops_the_loader_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.kubeconfig as module
+
+    monkeypatch.setattr(module, "PARSE_TIME_LIMIT_S", 0.0)
+    error = refused("a: [" + ",".join(["1"] * 5_000) + "]\n")
+    assert "took longer than 0s to parse" in error.reason
+
+
+async def test_off_loop_sanitizing_keeps_the_event_loop_free() -> None:
+    # Just under the node budget: the largest parse a hostile document can cause.
+    text = "a: [" + ",".join(["1"] * (MAX_KUBECONFIG_NODES - 100)) + "]\n" + dump(kubeconfig())
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    beating = asyncio.create_task(heartbeat())
+    try:
+        started = time.monotonic()
+        kc = await sanitize_kubeconfig_off_loop(text)
+        elapsed = time.monotonic() - started
+    finally:
+        beating.cancel()
+    assert kc.token == TOKEN
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
+    # The parse took a while, and the loop kept running all along (on the loop, one gap
+    # would be the whole parse).
+    assert len(ticks) > 5
+    assert max(gaps) < elapsed / 3, (max(gaps), elapsed)
+
+
+async def test_off_loop_errors_are_the_same_kubeconfig_errors() -> None:
+    with pytest.raises(KubeconfigError) as caught:
+        await sanitize_kubeconfig_off_loop(dump(kubeconfig()), context="missing")
+    assert caught.value.field == "context"
+
+
+# --- lengths and characters of the kubeconfig's own strings -----------------------------------
+
+
+@pytest.mark.parametrize(("document", "field", "fragment"), [
+    (kubeconfig(server="https://k.example/" + "p" * 2100),
+     "clusters[prod].cluster.server", "at most 2048"),
+    (kubeconfig(user={"token": "t" * (16 * 1024 + 1)}), "users[admin].user.token", "at most"),
+    (kubeconfig(user={"username": "u" * 257, "password": "p"}),
+     "users[admin].user.username", "at most 256"),
+    (kubeconfig(user={"username": "u", "password": "p" * 1025}),
+     "users[admin].user.password", "at most 1024"),
+    ({**kubeconfig(), "contexts": [{"name": "p\x1bwn", "context": {"cluster": "prod"}}]},
+     "contexts[0].name", "control characters"),
+    ({**kubeconfig(), "clusters": [{"name": "c" * 254, "cluster": {"server": "https://a"}}]},
+     "clusters[0].name", "at most 253"),
+])
+def test_kubeconfig_strings_have_length_and_character_rules(
+    document: dict[str, Any], field: str, fragment: str
+) -> None:
+    error = refused(dump(document))
+    assert error.field == field and fragment in error.reason
+
+
+def test_requested_context_name_has_the_same_rules() -> None:
+    assert refused(dump(kubeconfig()), context="x" * 300).field == "context"
+    assert refused(dump(kubeconfig()), context="a\nb").field == "context"
+
+
+def test_plain_http_is_allowed_for_every_loopback_spelling_but_not_lookalikes() -> None:
+    for server in ("http://0x7f000001:8080", "http://[::ffff:127.0.0.1]:80", "http://ⓛocalhost"):
+        assert sanitize_kubeconfig(dump(kubeconfig(server=server))).server_url == server
+    error = refused(dump(kubeconfig(server="http://localhost.attacker.example")))
+    assert "plain http" in error.reason
+
+
+@pytest.mark.parametrize("server", [
+    "https://%31%32%37.0.0.1", "https://127.0.0.1%00", "https://xn--", "https://a..b",
+    "https://-a-.com", "https://" + "a" * 300, "https://[v1.fe80::a]", "https://\u2488.0.0.1",
+])
+def test_server_hosts_must_be_dns_names_or_ip_literals_once_folded(server: str) -> None:
+    error = refused(dump(kubeconfig(server=server)))
+    assert error.field == "clusters[prod].cluster.server"
+    assert "not a DNS name or an IP address" in error.reason
+
+
+@pytest.mark.parametrize("server", [
+    "https://my_cluster.internal", "https://kube.example.com.", "https://10.0.0.1:6443",
+    "https://[fd00::1]:443", "https://xn--bcher-kva.example",
+])
+def test_ordinary_server_hosts_are_accepted(server: str) -> None:
+    assert sanitize_kubeconfig(dump(kubeconfig(server=server))).server_url == server

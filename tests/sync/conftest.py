@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
+from app.network_guard import NetworkPolicy
 from app.vault import Vault
 from kubesim import KubeSim
 from sync.cluster_sync import ClusterRecord, ClusterSync, SyncOptions
@@ -31,6 +32,7 @@ FAST = SyncOptions(
     metrics_interval=3600.0,
     health_interval=3600.0,
     rescan_interval=0.3,
+    network=NetworkPolicy(allow_local=True),  # kubesim and the stub servers are on loopback
 )
 
 
