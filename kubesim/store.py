@@ -26,6 +26,7 @@ import orjson
 from kubesim import errors
 from kubesim.clock import SimClock
 from kubesim.patch import json_merge_patch, json_patch, strategic_merge_patch
+from kubesim.quantity import QuantityError, canonicalize_object
 from kubesim.resources import Resource, resolve
 from kubesim.selectors import Selector
 
@@ -564,6 +565,13 @@ def _check_kind(res: Resource, obj: dict[str, Any]) -> None:
 
 
 def _apply_kind_defaults(res: Resource, obj: dict[str, Any]) -> None:
+    try:
+        # kube-apiserver decodes and re-encodes every Quantity: clients read canonical forms.
+        canonicalize_object(res.kind, obj)
+    except QuantityError as exc:
+        raise errors.bad_request(
+            f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: {exc}'
+        ) from None
     if res.kind == "Secret" and "stringData" in obj:
         # stringData is write-only: the API server folds it into data (base64) and drops it.
         string_data = obj.pop("stringData") or {}

@@ -42,3 +42,33 @@ def test_cpu_is_cores_and_memory_is_bytes_rounded_up() -> None:
 def test_garbage_is_refused(text: str) -> None:
     with pytest.raises(QuantityError):
         parse_quantity(text)
+
+
+def test_values_stay_exact_past_the_default_28_digits() -> None:
+    digits = "123456789012345678901234567890123"
+    assert parse_quantity(f"-{digits}.5") == Decimal(f"-{digits}.5")
+    assert parse_quantity(f"{digits}k") == Decimal(int(digits) * 1000)
+    assert parse_quantity(f"{digits}Ki") == 2**63 - 1  # binary: capped
+    assert to_cores(f"{digits}000") == Decimal(f"{digits}000")
+
+
+def test_huge_exponents_stay_short_and_bytes_past_int64_are_refused_or_saturated() -> None:
+    # Kubernetes does not cap decimal values; nothing here may expand 10^2000000000.
+    assert to_cores("1e2000000000") == Decimal("1E+2000000000")
+    with pytest.raises(QuantityError):
+        to_bytes("1e2000000000")
+    assert to_bytes("1e2000000000", saturate=True) == 2**64
+    assert to_bytes("-1e30", saturate=True) == -(2**64)
+    assert to_bytes("9Ei") == 2**63 - 1  # capped by Kubernetes itself: a binary suffix
+    assert to_count("1e12") == 10**12  # fitting into an integer column is the writer's job
+
+
+def test_kubernetes_scanner_quirks_are_kept() -> None:
+    # A bare suffix reads as zero on Kubernetes' int64 path (kubernetes/apimachinery#165) and
+    # fails on its inf.Dec path, where Pi and Ei land; exponents wrap as Go's int32 does.
+    assert parse_quantity("m") == 0
+    assert parse_quantity("Ti") == 0
+    with pytest.raises(QuantityError):
+        parse_quantity("Pi")
+    assert parse_quantity("1e4294967296") == 1
+    assert to_bytes("-1.5") == -2  # rounded away from zero, as Quantity.RoundUp
