@@ -40,7 +40,7 @@ def start_background(
 ) -> list[BackgroundService]:
     """The loops that run beside the API on the same event loop: cluster sync (with its
     partition housekeeping) and the hourly cost engine."""
-    from sync.cost.scheduler import CostScheduler
+    from cost.scheduler import CostScheduler
     from sync.supervisor import Supervisor
 
     return [Supervisor(pool, vault, settings), CostScheduler(pool)]

@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from app.db import create_pool
-from sync.cost.allocation import compute_hour, floor_hour
-from sync.cost.pricing import PriceBook
+from cost.allocation import compute_hour, floor_hour
+from cost.pricing import PriceBook
 from tests.databases import bench_database
 
 # The allocation may cost this many single reads of its samples before we call it slow.

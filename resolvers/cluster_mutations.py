@@ -23,11 +23,11 @@ from app.credentials import open_kubeconfig, seal_kubeconfig
 from app.kube_client import ConnectionProbe, probe_connection
 from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig_off_loop
 from app.network_guard import NetworkPolicy
+from cost.pricing import set_cluster_pricing
 from resolvers.clusters import CLUSTER_COLUMNS
 from resolvers.context import Context
 from resolvers.costs import price_book
 from resolvers.errors import NotFound
-from sync.cost.pricing import set_cluster_pricing
 
 REGISTRY_CHANNEL = "fleetgraph_registry"
 PROVIDERS = ("eks", "gke", "aks", "k3s", "vanilla")

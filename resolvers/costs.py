@@ -1,4 +1,4 @@
-"""Cost reads and writes for the graph: thin, organization-scoped wrappers over ``sync.cost``.
+"""Cost reads and writes for the graph: thin, organization-scoped wrappers over ``cost``.
 
 The cost engine owns the arithmetic; this module only adds who may ask (viewer to read, admin
 to change prices and budgets), turns engine ``ValueError``s into ``BAD_USER_INPUT``, and makes
@@ -19,13 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 from app.auth import Role
-from resolvers import events
-from resolvers.context import Context
-from resolvers.dataloaders import BatchLoader
-from resolvers.errors import BadUserInput, NotFound
-from sync.cost import budgets as budget_engine
-from sync.cost import pricing as pricing_engine
-from sync.cost.query import (
+from cost import budgets as budget_engine
+from cost import pricing as pricing_engine
+from cost.query import (
     CostRow,
     GroupBy,
     ShareMode,
@@ -33,6 +29,10 @@ from sync.cost.query import (
     query_costs,
     window_bounds,
 )
+from resolvers import events
+from resolvers.context import Context
+from resolvers.dataloaders import BatchLoader
+from resolvers.errors import BadUserInput, NotFound
 
 _BOOK: pricing_engine.PriceBook | None = None
 # The ``services`` key of an injected clock: a callable returning an aware ``datetime``.

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import orjson
@@ -22,8 +22,10 @@ import orjson
 from resolvers.context import Context
 from resolvers.errors import ApiError, NotFound
 
+T = TypeVar("T")
+
 CHANGES_CHANNEL = "fleetgraph_changes"  # sync/notify.py owns the payload's definition
-BUDGET_ALERTS_CHANNEL = "fleetgraph_budget_alerts"  # sync/cost/budgets.py owns the payload
+BUDGET_ALERTS_CHANNEL = "fleetgraph_budget_alerts"  # cost/budgets.py owns the payload
 CLUSTER_HEALTH = "clusterHealth"
 SYNC_STATUS = "syncStatus"
 BUDGET_ALERTS = "budgetAlerts"
@@ -62,13 +64,26 @@ class ChangeNotice:
 
 @dataclass(frozen=True)
 class ClusterEvent:
-    """One computed event, shared read-only by every subscriber it is delivered to."""
+    """One computed event, shared read-only by every subscriber it is delivered to.
+
+    ``derived`` holds what is built from the event once for all of them: the GraphQL payload
+    object (so every subscriber's execution starts from the same root value) and, keyed by
+    operation, variables and caller, its execution result (see ``schema.cooperative``).
+    """
 
     topic: str
     cluster_id: uuid.UUID | None
     organization_id: uuid.UUID
     row: Mapping[str, Any]
     kinds: tuple[str, ...] = ()
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def shared(self, key: Any, build: Callable[[], T]) -> T:
+        """``build()`` once per event and key; later callers get the same object."""
+        found: T | None = self.derived.get(key)
+        if found is None:
+            found = self.derived[key] = build()
+        return found
 
 
 def _events(row: asyncpg.Record, topics: set[str], kinds: tuple[str, ...]) -> list[ClusterEvent]:

@@ -48,7 +48,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from sync.cost.pricing import PriceBook, set_cluster_pricing
+from cost.pricing import PriceBook, set_cluster_pricing
 from tests.factories import make_cluster, make_org
 
 GIB = 1024**3

@@ -16,8 +16,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from sync.cost.allocation import compute_hour
-from sync.cost.query import CostRow, GroupBy, ShareMode, query_costs
+from cost.allocation import compute_hour
+from cost.query import CostRow, GroupBy, ShareMode, query_costs
 from tests.clock import FIRST_OF_MONTH, INSTANTS, LAST_OF_MONTH, MID_MONTH, NEW_YEARS_EVE
 from tests.cost.scenario import BOOK, Scenario, build_scenario
 

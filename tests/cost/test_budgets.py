@@ -12,8 +12,8 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from sync.cost.allocation import floor_hour
-from sync.cost.budgets import (
+from cost.allocation import floor_hour
+from cost.budgets import (
     BUDGET_ALERTS_CHANNEL,
     budget_statuses,
     detect_budget_crossings,

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from app.tenancy import create_token
+from cost.allocation import compute_hour
 from schema.relay import to_global_id
-from sync.cost.allocation import compute_hour
 from tests.api import Api
 from tests.clock import (
     FIRST_OF_MONTH,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import asyncpg
 
-from sync.cost.allocation import compute_hour
-from sync.cost.pricing import (
+from cost.allocation import compute_hour
+from cost.pricing import (
     OPENCOST_DEFAULT,
     PROVIDERS,
     PriceBook,
@@ -20,8 +20,8 @@ from sync.cost.pricing import (
     get_cluster_pricing,
     set_cluster_pricing,
 )
-from sync.cost.query import GroupBy, query_costs
-from sync.cost.rollup import floor_day
+from cost.query import GroupBy, query_costs
+from cost.rollup import floor_day
 from tests.clock import at_each_instant
 from tests.cost.helpers import BOOK, one_node_cluster
 from tests.cost.scenario import yesterday_10

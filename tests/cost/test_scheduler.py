@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from sync.cost.allocation import floor_hour
-from sync.cost.scheduler import CostScheduler
+from cost.allocation import floor_hour
+from cost.scheduler import CostScheduler
 from tests.clock import (
     FIRST_OF_MONTH,
     LAST_OF_MONTH,

@@ -21,7 +21,7 @@ async def test_budget_alert_reaches_its_tenant_only(api: Api) -> None:
         api.a.org_id)
     mine = await open_subscription(api.ws_url, api.a.tokens["viewer"], SUBSCRIPTION)
     theirs = await open_subscription(api.ws_url, api.b.tokens["viewer"], SUBSCRIPTION)
-    # What sync/cost/budgets.py sends when a forecast crosses its budget.
+    # What cost/budgets.py sends when a forecast crosses its budget.
     payload = orjson.dumps({
         "alert_id": 1, "organization_id": str(api.a.org_id), "budget_id": str(budget_id),
         "scope_kind": "team", "scope_value": "alpha", "cluster_id": None,

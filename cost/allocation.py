@@ -27,8 +27,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from sync.cost.pricing import PriceBook, PriceSheet, effective_prices
-from sync.cost.rollup import refresh_cluster_totals, rollup_hour
+from cost.pricing import PriceBook, PriceSheet, effective_prices
+from cost.rollup import refresh_cluster_totals, rollup_hour
 
 IDLE_NAMESPACE = "__idle__"
 HOUR = timedelta(hours=1)

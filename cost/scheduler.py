@@ -29,9 +29,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from sync.cost.allocation import HOUR, LOCK_CLASS, compute_hour, floor_hour
-from sync.cost.budgets import BudgetAlert, detect_all_budget_crossings
-from sync.cost.pricing import PriceBook
+from cost.allocation import HOUR, LOCK_CLASS, compute_hour, floor_hour
+from cost.budgets import BudgetAlert, detect_all_budget_crossings
+from cost.pricing import PriceBook
 
 log = logging.getLogger(__name__)
 

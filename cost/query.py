@@ -29,8 +29,8 @@ from enum import StrEnum
 
 import asyncpg
 
-from sync.cost.allocation import floor_hour
-from sync.cost.rollup import floor_day
+from cost.allocation import floor_hour
+from cost.rollup import floor_day
 
 
 class GroupBy(StrEnum):

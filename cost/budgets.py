@@ -29,7 +29,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from sync.cost.rollup import floor_day
+from cost.rollup import floor_day
 
 BUDGET_ALERTS_CHANNEL = "fleetgraph_budget_alerts"
 SCOPE_KINDS = ("team", "cost_center", "namespace")
