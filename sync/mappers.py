@@ -19,9 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-from sync.quantity import QuantityError, to_bytes, to_cores, to_count
+from sync.quantity import QuantityError, exact_sum, to_bytes, to_cores, to_count
 
 __all__ = [
     "BadObject",
@@ -118,7 +119,8 @@ def _cores(value: object) -> Decimal | None:
 
 
 def _bytes(value: object) -> int | None:
-    result: int | None = _lenient(to_bytes, value)
+    # saturated, not refused: a value past int64 is clamped and reported by the writer
+    result: int | None = _lenient(partial(to_bytes, saturate=True), value)
     return result
 
 
@@ -330,15 +332,17 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _sum_resources(containers: list[Any], section: str, key: str) -> Decimal | None:
-    total: Decimal | None = None
+    """Exact, and unbounded: two valid ``5Ei`` requests sum past int64, which is for the
+    writer to clamp (and report), not for the mapper to hide."""
+    values: list[Decimal | int] = []
     for container in containers:
         if not isinstance(container, Mapping):
             continue
         amount = _dict(_dict(container.get("resources")).get(section)).get(key)
         value = _cores(amount) if key == "cpu" else _bytes(amount)
         if value is not None:
-            total = (total or Decimal(0)) + value
-    return total
+            values.append(value)
+    return exact_sum(values) if values else None
 
 
 def _effective(spec: Mapping[str, Any], section: str, key: str) -> Decimal | None:
@@ -350,7 +354,7 @@ def _effective(spec: Mapping[str, Any], section: str, key: str) -> Decimal | Non
         return None
     overhead = _dict(spec.get("overhead")).get(key) if section == "requests" else None
     extra = (_cores(overhead) if key == "cpu" else _bytes(overhead)) if overhead else None
-    return max(candidates) + (extra or 0)
+    return exact_sum((max(candidates), extra or 0))
 
 
 def _deployment_from_replicaset(owner: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:

@@ -11,29 +11,40 @@ which is what the coalesced NOTIFY names.
 version (a kubelet heartbeat) is not a change anyone can see.
 
 Objects never disappear from the tables: a DELETED event, or absence from a relist's
-snapshot, sets ``deleted_at``. Resource quotas and Helm revisions are folded (quotas summed
-into their namespace; the newest revision is the release) from small in-memory stores that
-are swapped in only after the transaction commits, so a failed flush can be retried as is.
+snapshot, sets ``deleted_at``.
+
+One object never stops a cluster: every value is fitted to its column before it is copied
+(:mod:`sync.columns`: sums past int64 clamped, times before year 1 in UTC nulled, NULs dropped,
+text too long for its index nulled), and each object that needed it is logged by kind,
+namespace and name and counted in :attr:`ClusterWriter.stats`. An object whose identity cannot
+be stored (a 10 KB name) is skipped, and counted too.
+
+Resource quotas and Helm revisions are folded (quotas summed into their namespace; the newest
+revision is the release) from small in-memory stores that are swapped in only after the
+transaction commits, so a failed flush can be retried as is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from app.vault import Vault
+from sync.columns import Adjustment, Column, FitStats, RowFitter, Unstorable, load_columns
 from sync.health import update_cluster_health, update_deployment_health
 from sync.helm import HelmRevision, values_aad
 from sync.mappers import QuotaRow, Row
 from sync.notify import notify_changes
+from sync.quantity import exact_sum
 
 __all__ = [
     "HELM",
@@ -42,6 +53,7 @@ __all__ = [
     "TABLE_KINDS",
     "Batch",
     "ClusterWriter",
+    "FitStats",
     "FlushResult",
     "OomLedger",
     "TableSpec",
@@ -66,6 +78,7 @@ class TableSpec:
     # SQL expressions replacing a plain ``s.<column>`` in the SELECT (aliases: s = stage).
     select: tuple[tuple[str, str], ...] = ()
     join: str = ""
+    object_kind: str = ""  # the Kubernetes kind, for log lines
 
     @property
     def stage(self) -> str:
@@ -84,11 +97,13 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             kind="namespaces",
             table="k8s_namespaces",
+            object_kind="Namespace",
             columns=(*_COMMON, "phase", "labels", "annotations", "team", "cost_center"),
         ),
         TableSpec(
             kind="nodes",
             table="k8s_nodes",
+            object_kind="Node",
             columns=(
                 *_COMMON, "labels", "taints", "conditions", "ready", "unschedulable",
                 "instance_type", "zone", "kubelet_version", "capacity_cpu_cores",
@@ -100,6 +115,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             kind="replicasets",
             table="k8s_replicasets",
+            object_kind="ReplicaSet",
             columns=(
                 *_COMMON, "namespace", "deployment_name", "deployment_uid",
                 "replicas_desired", "replicas_ready",
@@ -108,6 +124,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             kind="deployments",
             table="k8s_deployments",
+            object_kind="Deployment",
             columns=(
                 *_COMMON, "namespace", "labels", "annotations", "selector",
                 "replicas_desired", "replicas_ready", "replicas_available", "replicas_updated",
@@ -118,6 +135,7 @@ TABLES: dict[str, TableSpec] = {
         TableSpec(
             kind="pods",
             table="k8s_pods",
+            object_kind="Pod",
             columns=(
                 *_COMMON, "namespace", "node_name", "owner_kind", "owner_name",
                 "deployment_name", "labels", "phase", "reason", "qos_class", "pod_ip",
@@ -238,8 +256,23 @@ JSON_COLUMNS = frozenset(
 )
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+NAMESPACES_TABLE = "k8s_namespaces"
+HELM_TABLE = "k8s_helm_releases"
+_QUOTA_COLUMNS = (
+    "quota_hard_cpu_cores", "quota_hard_memory_bytes", "quota_hard_pods",
+    "quota_used_cpu_cores", "quota_used_memory_bytes", "quota_used_pods",
+)
+_HELM_COLUMNS = (
+    "namespace", "name", "revision", "chart_name", "chart_version", "app_version", "status",
+    "description", "first_deployed_at", "last_deployed_at", "storage_secret",
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _where(kind: str, namespace: object, name: object) -> str:
+    """``Kind namespace/name`` for a log line, cut short: the odd value may be the name."""
+    parts = [_CONTROL.sub("?", str(p))[:253] for p in (namespace, name) if p]
+    return f"{kind} {'/'.join(parts) or '?'}"
 
 
 def _count(status: str) -> int:
@@ -267,6 +300,11 @@ class ClusterWriter:
         self.organization_id = organization_id
         self._quotas: dict[str, QuotaRow] = {}
         self._helm: dict[str, HelmRevision] = {}
+        # What had to change for objects to fit their columns, since this writer started;
+        # a flush's own counts join it once its transaction has committed.
+        self.stats = FitStats()
+        self._fitting = FitStats()
+        self._columns: dict[str, dict[str, Column]] = {}
         # Flushes and the metrics job both update k8s_pods rows; taking turns here keeps them
         # from deadlocking on each other's row locks.
         self.lock = asyncio.Lock()
@@ -289,6 +327,11 @@ class ClusterWriter:
         rows = 0
         quotas, helm = self._quotas, self._helm
         async with self.lock, self._pool.acquire() as conn, conn.transaction():
+            self._fitting = FitStats()
+            if not self._columns:
+                self._columns = await load_columns(
+                    conn, [*(t.table for t in TABLES.values()), NAMESPACES_TABLE, HELM_TABLE]
+                )
             for kind in TABLE_KINDS:
                 values = batch.items.get(kind)
                 if values is None:
@@ -334,7 +377,35 @@ class ClusterWriter:
                     health_status=health_status,
                 )
         self._quotas, self._helm = quotas, helm
+        self.stats.add(self._fitting)
         return FlushResult(frozenset(changed), rows, health_changed, health_status)
+
+    # --- fitting values to columns -----------------------------------------------------
+
+    def _note(self, where: str, adjustments: Sequence[Adjustment]) -> None:
+        self._fitting.count(adjustments)
+        log.warning("cluster %s: %s stored with %s", self.cluster_id, where,
+                    "; ".join(map(str, adjustments)))
+
+    def _fitted(
+        self, table: str, names: Sequence[str], rows: Iterable[Mapping[str, Any]], kind: str
+    ) -> list[tuple[Any, ...]]:
+        """The COPY records of ``rows``, each value fitted to its column; an object that
+        cannot be stored at all is left out (and logged, and counted)."""
+        fitter = RowFitter(self._columns.get(table, {}), names)
+        records = []
+        for row in rows:
+            try:
+                record, adjustments = fitter.fit(row)
+            except Unstorable as exc:
+                self._fitting.objects_skipped += 1
+                log.warning("cluster %s: %s not written: %s", self.cluster_id,
+                            _where(kind, row.get("namespace"), row.get("name")), exc)
+                continue
+            if adjustments:
+                self._note(_where(kind, row.get("namespace"), row.get("name")), adjustments)
+            records.append(record)
+        return records
 
     # --- tables ----------------------------------------------------------------------
 
@@ -343,22 +414,16 @@ class ClusterWriter:
     ) -> None:
         columns = spec.stage_columns
         # jsonb travels as text: COPY is binary and the pool's jsonb codec is a text codec;
-        # orjson serializes faster than the server would parse a binary jsonb anyway.
+        # orjson serializes faster than the server would parse a binary jsonb anyway (the
+        # fitting encodes it).
         shape = ", ".join(f"{c}::text AS {c}" if c in JSON_COLUMNS else c for c in columns)
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {spec.stage} ON COMMIT DELETE ROWS AS "
             f"SELECT {shape} FROM {spec.table} WITH NO DATA"
         )
-        encoders = [_json_text if c in JSON_COLUMNS else None for c in columns]
         await conn.copy_records_to_table(
             spec.stage,
-            records=[
-                tuple(
-                    row.get(c) if encode is None else encode(row.get(c))
-                    for c, encode in zip(columns, encoders, strict=True)
-                )
-                for row in rows
-            ],
+            records=self._fitted(spec.table, columns, rows, spec.object_kind),
             columns=columns,
         )
 
@@ -452,9 +517,15 @@ class ClusterWriter:
                 )
             ):
                 if value is not None:
-                    total[i] = value if total[i] is None else total[i] + value
+                    total[i] = value if total[i] is None else exact_sum((total[i], value))
         names = sorted(affected)
-        columns = [[sums.get(n, [None] * 6)[i] for n in names] for i in range(6)]
+        fitted = dict(zip(names, self._fitted(
+            NAMESPACES_TABLE, _QUOTA_COLUMNS,
+            (dict(zip(_QUOTA_COLUMNS, sums.get(n, [None] * 6), strict=True), name=n)
+             for n in names),
+            "ResourceQuota totals of Namespace",
+        ), strict=True))
+        columns = [[fitted[n][i] for n in names] for i in range(6)]
         everywhere = QUOTAS in batch.snapshots
         status = await conn.execute(
             """
@@ -487,7 +558,7 @@ class ClusterWriter:
         self, conn: asyncpg.Connection, batch: Batch
     ) -> tuple[dict[str, HelmRevision], int]:
         helm = dict(self._helm)
-        values = batch.items.get(HELM, {})
+        values = {uid: self._fit_revision(r) for uid, r in batch.items.get(HELM, {}).items()}
         affected: set[tuple[str, str]] = set()
         snapshot = HELM in batch.snapshots
         if snapshot:
@@ -530,6 +601,20 @@ class ClusterWriter:
                 )
             )
         return helm, changed
+
+    def _fit_revision(self, revision: HelmRevision | None) -> HelmRevision | None:
+        """The revision with every column value fitted; None (as if its secret were gone)
+        when its namespace or name cannot be stored."""
+        if revision is None:
+            return None
+        row = {"storage_secret": revision.secret_name,
+               **{c: getattr(revision, c) for c in _HELM_COLUMNS if c != "storage_secret"}}
+        records = self._fitted(HELM_TABLE, _HELM_COLUMNS, [row], "Helm release")
+        if not records:
+            return None
+        fitted = dict(zip(_HELM_COLUMNS, records[0], strict=True))
+        secret_name = fitted.pop("storage_secret")
+        return dataclasses.replace(revision, secret_name=secret_name, **fitted)
 
     async def _upsert_releases(
         self, conn: asyncpg.Connection, releases: Sequence[HelmRevision]

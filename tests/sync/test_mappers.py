@@ -186,3 +186,14 @@ def test_helm_garbage_is_a_bad_object() -> None:
     secret["data"]["release"] = base64.b64encode(b"not helm").decode()
     with pytest.raises(BadObject):
         decode_storage_secret(secret)
+
+
+def test_mappers_keep_sums_past_int64_exact_for_the_writer_to_clamp() -> None:
+    requests = {"memory": "5Ei", "cpu": "1e2000000000"}
+    containers = [{"name": n, "resources": {"requests": requests}} for n in ("a", "b")]
+    metadata = {"uid": "u", "name": "p", "creationTimestamp": "2024-01-01T00:00:00Z"}
+    row = map_pod({"metadata": metadata, "spec": {"containers": containers}})
+    assert row["requests_memory_bytes"] == 10 * 2**60
+    assert row["requests_cpu_cores"] == Decimal("2E+2000000000")
+    assert row["containers"][0]["requests"] == {"cpu": "1E+2000000000",
+                                                "memory": str(5 * 2**60)}
