@@ -1,13 +1,15 @@
 """Root subscription fields (graphql-transport-ws on ``/graphql``), fed by the LISTEN hub.
 
-Subscribers never query the database per event: the hub computes each event once and every
-subscriber here only maps the shared, already-computed row onto the GraphQL types.
+Subscribers never query the database per event: the hub computes each event once, one payload
+object is built from it for all subscribers (``ClusterEvent.shared``), and subscribers with the
+same operation, variables and caller share one execution of it (``schema.shared_results``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 import strawberry
@@ -89,7 +91,7 @@ class Subscription(CostSubscription):
         cid = expect_global_id(cluster_id, "Cluster", field="clusterId") if cluster_id else None
         async for event in events.stream(info.context, topic=events.CLUSTER_HEALTH,
                                          cluster_id=cid):
-            yield ClusterHealthChange.of(event)
+            yield event.shared(ClusterHealthChange, partial(ClusterHealthChange.of, event))
 
     @strawberry.subscription(description="A cluster's sync progress per kind and last sync "
                                          "time: the current state first, then every change.")
@@ -99,4 +101,4 @@ class Subscription(CostSubscription):
         cid = expect_global_id(cluster_id, "Cluster", field="clusterId")
         async for event in events.stream(info.context, topic=events.SYNC_STATUS,
                                          cluster_id=cid, snapshot=True):
-            yield SyncStatus.of(event)
+            yield event.shared(SyncStatus, partial(SyncStatus.of, event))
