@@ -24,6 +24,8 @@ from kubernetes_asyncio.client import ApiClient
 from sync.kubeapi import list_pages
 from sync.quantity import QuantityError, to_bytes, to_cores
 
+BIGINT_MAX = 2**63 - 1
+
 __all__ = [
     "NODE_METRICS_PATH",
     "POD_METRICS_PATH",
@@ -84,7 +86,9 @@ async def read_metrics(api: ApiClient, *, page_size: int) -> MetricsSnapshot:
                 if cpu is not None:
                     cpu_total = (cpu_total or Decimal(0)) + cpu
                 if memory is not None:
-                    memory_total = (memory_total or 0) + memory
+                    # Each container fits a bigint; their sum may not (two 5Ei containers):
+                    # saturate, as the inventory writer does, rather than fail the sample.
+                    memory_total = min((memory_total or 0) + memory, BIGINT_MAX)
             snapshot.pods.append((namespace, name, cpu_total, memory_total))
     return snapshot
 
@@ -123,7 +127,9 @@ WITH pods AS (
 INSERT INTO k8s_resource_metrics
        (cluster_id, level, namespace, name, sampled_at, cpu_cores, memory_bytes, restarts,
         oom_kills)
-SELECT $1, level, namespace, name, $2, cpu, memory, restarts, oom_kills FROM samples
+SELECT $1, level, namespace, name, $2, cpu,
+       -- A sum of bigints is numeric and may pass 2^63-1: saturate, never fail the sample.
+       LEAST(memory, 9223372036854775807)::bigint, restarts, oom_kills FROM samples
 ON CONFLICT DO NOTHING
 """
 

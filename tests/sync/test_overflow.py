@@ -332,3 +332,35 @@ async def test_an_overflowing_pod_does_not_stop_the_cluster_end_to_end(
         flusher = sync.flusher
         assert flusher is not None
         assert flusher.writer.stats.values_clamped >= 2
+
+
+async def test_pod_memory_usage_past_a_bigint_saturates_instead_of_failing_the_sample(
+    db_pool: asyncpg.Pool, vault: Vault, sim: KubeSim
+) -> None:
+    """Four containers requesting 5Ei report usage whose sum passes int64; the sample (and the
+    namespace and cluster sums above it) are stored at 2^63-1, and metrics stay available."""
+    from dataclasses import replace
+
+    from tests.sync.conftest import FAST
+
+    sim.store.create("namespaces", {"metadata": {"name": "huge"}})
+    sim.store.create("pods", {
+        "metadata": {"name": "hungry"},
+        "spec": {"containers": [
+            {"name": n, "image": "busybox", "resources": {"requests": {"memory": "5Ei"}}}
+            for n in ("a", "b", "c", "d")]},
+        "status": {"phase": "Running"},
+    }, namespace="huge")
+    cluster_id = await new_cluster(db_pool, vault, sim)
+    async with running_sync(db_pool, vault, cluster_id,
+                            options=replace(FAST, metrics_interval=0.2)):
+        async def samples() -> dict[str, Any]:
+            found = await db_pool.fetch(
+                "SELECT level, memory_bytes FROM k8s_resource_metrics WHERE cluster_id = $1"
+                " AND namespace IN ('huge', '') AND name IN ('hungry', '')", cluster_id)
+            return {r["level"]: r["memory_bytes"] for r in found}
+
+        stored = await eventually(samples, lambda s: {"pod", "namespace"} <= s.keys())
+        assert stored["pod"] == INT64_MAX and stored["namespace"] == INT64_MAX
+        assert await db_pool.fetchval(
+            "SELECT metrics_available FROM k8s_clusters WHERE id = $1", cluster_id) is True
