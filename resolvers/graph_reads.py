@@ -96,33 +96,68 @@ ORDER BY s._parent, s._pos"""
     return _PageQuery(sql, params.values, kind, len(keys))
 
 
-async def fetch_child_pages(
+@dataclass
+class ChildRows:
+    """One parent's page of rows before any cursor is minted: the planned path mints cursors
+    only where a query selects them, the resolvers always (``fetch_child_pages``)."""
+
+    rows: list[asyncpg.Record]
+    has_next_page: bool
+    has_previous_page: bool
+    total: int
+
+
+@dataclass
+class ChildRowSet:
+    """Every parent's rows from one statement, and what minting their cursors needs."""
+
+    pages: dict[uuid.UUID, ChildRows]
+    kind: str
+    key_count: int
+
+    def cursors(self, ctx: Context, rows: list[asyncpg.Record]) -> list[str]:
+        org_id = ctx.require().organization_id
+        return [encode_cursor(ctx.cursor_key, org_id, self.kind,
+                              [r[f"_k{i}"] for i in range(self.key_count)]) for r in rows]
+
+
+async def fetch_child_rows(
     ctx: Context, relation: Relation, parent_ids: list[uuid.UUID], args: PageArgs
-) -> dict[uuid.UUID, ChildPage]:
+) -> ChildRowSet:
+    """``args``' page of ``relation`` under every parent in ``parent_ids``, in one statement.
+    Parents without a matching child are absent (see ``empty_child_rows``)."""
     check_first(args.first, ctx.settings.max_page_size)
     query = page_query(ctx, relation, parent_ids, args)
-    org_id = ctx.require().organization_id
     grouped: dict[uuid.UUID, list[asyncpg.Record]] = defaultdict(list)
     totals: dict[uuid.UUID, int] = {}
     for row in await ctx.pool.fetch(query.sql, *query.params):
         totals[row["_parent"]] = row["_total"]
         if row["_after"]:
             grouped[row["_parent"]].append(row)
-    pages: dict[uuid.UUID, ChildPage] = {}
+    pages: dict[uuid.UUID, ChildRows] = {}
     for parent_id, total in totals.items():
         rows = grouped.get(parent_id, [])
-        shown = rows[: args.first]
-        cursors = [
-            encode_cursor(ctx.cursor_key, org_id, query.kind,
-                          [r[f"_k{i}"] for i in range(query.key_count)])
-            for r in shown
-        ]
-        pages[parent_id] = ChildPage(
-            Page(rows=shown, cursors=cursors, has_next_page=len(rows) > args.first,
-                 has_previous_page=args.after is not None),
-            total,
+        pages[parent_id] = ChildRows(rows[: args.first], len(rows) > args.first,
+                                     args.after is not None, total)
+    return ChildRowSet(pages, query.kind, query.key_count)
+
+
+def empty_child_rows(args: PageArgs) -> ChildRows:
+    return ChildRows([], False, args.after is not None, 0)
+
+
+async def fetch_child_pages(
+    ctx: Context, relation: Relation, parent_ids: list[uuid.UUID], args: PageArgs
+) -> dict[uuid.UUID, ChildPage]:
+    found = await fetch_child_rows(ctx, relation, parent_ids, args)
+    return {
+        parent_id: ChildPage(
+            Page(rows=child.rows, cursors=found.cursors(ctx, child.rows),
+                 has_next_page=child.has_next_page, has_previous_page=child.has_previous_page),
+            child.total,
         )
-    return pages
+        for parent_id, child in found.pages.items()
+    }
 
 
 async def load_child_page(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLObjectType
 from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
@@ -15,20 +15,65 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from schema.cluster_types import Cluster
+from resolvers.inventory.plan import Planner, RootPlan
+from resolvers.inventory.run import argument_reader, run_plan
+from resolvers.inventory.spec import RowReaders
+from schema.cluster_types import CLUSTER_READERS, Cluster
 from schema.cooperative import CooperativeExecutionContext
 from schema.extensions import ErrorCodes, RequireAuthentication, log_error
 from schema.mutation import Mutation
-from schema.pod_types import ClusterNode, Pod
+from schema.pod_types import NODE_READERS, POD_READERS, ClusterNode, Pod
 from schema.query import Query
 from schema.query_cost import QueryCostLimit
 from schema.scalars import SCALAR_MAP
 from schema.statement_count import StatementCountHeader
 from schema.subscription import Subscription
-from schema.workload_types import Deployment, HelmRelease, Namespace
+from schema.workload_types import (
+    DEPLOYMENT_READERS,
+    NAMESPACE_READERS,
+    Deployment,
+    HelmRelease,
+    Namespace,
+)
 
 if TYPE_CHECKING:
     from app.settings import Settings
+
+
+PLANNER_ATTRIBUTE = "fleetgraph_inventory_planner"
+ROW_READERS: dict[str, RowReaders] = {
+    "Cluster": CLUSTER_READERS, "Namespace": NAMESPACE_READERS, "ClusterNode": NODE_READERS,
+    "Deployment": DEPLOYMENT_READERS, "Pod": POD_READERS,
+}
+
+
+class PlannedExecutionContext(CooperativeExecutionContext):
+    """Root fields with an inventory plan run it (``resolvers.inventory``); the others, and
+    any planned field the plan cannot answer exactly (an invalid cursor, a missing cluster, a
+    value that does not serialise), run through the resolvers, which then report what went
+    wrong exactly as they always have. The planned path raises nothing of its own to clients.
+    """
+
+    def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any,
+                      path: Any, position_context: Any) -> Any:
+        planner: Planner | None = getattr(self.schema, PLANNER_ATTRIBUTE, None)
+        if planner is not None and path.prev is None and parent_type is self.schema.query_type:
+            plan = planner.root_plan(self, parent_type, field_details_list, path.key)
+            if plan is not None:
+                return self._planned(plan, parent_type, source, field_details_list, path,
+                                     position_context)
+        return super().execute_field(parent_type, source, field_details_list, path,
+                                     position_context)
+
+    async def _planned(self, plan: RootPlan, parent_type: Any, source: Any,
+                       field_details_list: Any, path: Any, position_context: Any) -> Any:
+        try:
+            return await run_plan(plan, self.context_value, argument_reader(self))
+        except Exception:
+            pass
+        answer = super().execute_field(parent_type, source, field_details_list, path,
+                                       position_context)
+        return await answer if self.is_awaitable(answer) else answer
 
 
 class FleetGraphSchema(strawberry.Schema):
@@ -46,7 +91,10 @@ class FleetGraphSchema(strawberry.Schema):
             log_error(error, variables)
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(settings: Settings | None = None, *, planned: bool = True
+                 ) -> strawberry.Schema:
+    """The API's schema; ``planned=False`` leaves every field to the resolvers (the
+    differential test's reference)."""
     from app.settings import Settings
 
     s = settings or Settings()
@@ -62,9 +110,13 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if not s.introspection:
         extensions.append(DisableIntrospection)
-    return FleetGraphSchema(
+    schema = FleetGraphSchema(
         query=Query, mutation=Mutation, subscription=Subscription,
         types=[Cluster, Namespace, ClusterNode, Deployment, Pod, HelmRelease],
         extensions=extensions, config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        execution_context_class=CooperativeExecutionContext,
+        execution_context_class=PlannedExecutionContext,
     )
+    # One planner per schema: its plans hold this schema's field definitions.
+    if planned:
+        setattr(schema._schema, PLANNER_ATTRIBUTE, Planner(ROW_READERS))
+    return schema

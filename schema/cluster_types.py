@@ -25,6 +25,7 @@ from resolvers.graph_sql import (
     CLUSTER_NODES,
     CLUSTER_PODS,
 )
+from resolvers.inventory.spec import RowReaders, column, read_row
 from schema.cost_types import cluster_pricing_field
 from schema.enums import (
     ClusterOrderField,
@@ -104,24 +105,18 @@ class Cluster(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Cluster:
-        return cls(
-            id=to_global_id("Cluster", row["id"]),
-            db_id=row["id"],
-            row=row,
-            name=row["name"],
-            provider=ClusterProvider(row["provider"]),
-            region=row["region"],
-            api_server_url=row["api_server_url"],
-            context_name=row["context_name"],
-            kubernetes_version=row["kubernetes_version"],
-            status=ClusterStatus(row["status"]),
-            metrics_available=row["metrics_available"],
-            last_synced_at=row["last_synced_at"],
-            last_sync_error=row["last_sync_error"],
-            labels=row["labels"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return cls(**read_row(CLUSTER_READERS, row))
+
+
+CLUSTER_READERS: RowReaders = {
+    "id": lambda r: to_global_id("Cluster", r["id"]), "db_id": column("id"), "row": lambda r: r,
+    **{name: column(name) for name in (
+        "name", "region", "api_server_url", "context_name", "kubernetes_version",
+        "metrics_available", "last_synced_at", "last_sync_error", "labels", "created_at",
+        "updated_at")},
+    "provider": lambda r: ClusterProvider(r["provider"]),
+    "status": lambda r: ClusterStatus(r["status"]),
+}
 
 
 @strawberry.input(description="Prices for this cluster; unset fields use the provider default.")

@@ -26,9 +26,8 @@ from typing import Any, cast
 from graphql import OperationType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from resolvers.inventory.run import SLICE_SECONDS
 from schema.shared_results import shared_result
-
-SLICE_SECONDS = 0.01
 
 
 class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):

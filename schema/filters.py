@@ -3,6 +3,7 @@ resolvers' hashable filter arguments. Each input only offers what applies to its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -134,3 +135,14 @@ def page_args(first: int, after: str | None, filter: Any, order: Any) -> PageArg
     return PageArgs(first=first, after=after, order=order.field.value,
                     descending=order.direction is OrderDirection.DESC,
                     filter=filter.to_args() if filter is not None else None)
+
+
+def connection_page(default_order: Callable[[], Any]) -> Callable[..., PageArgs]:
+    """A connection field's arguments → ``PageArgs``, with ``default_order`` when none is
+    given. The resolver and the planned path both call it, so they page alike."""
+
+    def to_page(first: int = 50, after: str | None = None, filter: Any = None,
+                order_by: Any = None) -> PageArgs:
+        return page_args(first, after, filter, order_by or default_order())
+
+    return to_page

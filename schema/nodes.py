@@ -20,36 +20,40 @@ from schema.relay import Node, parse_global_id
 from schema.workload_types import Deployment, HelmRelease, Namespace
 
 
-async def _cluster(ctx: Context, db_id: Any) -> Node | None:
-    row = await cluster_reads.get_cluster(ctx, db_id)
-    return Cluster.from_row(row) if row is not None else None
+def _inventory(entity: Entity) -> Callable[[Context, Any], Awaitable[Any]]:
+    async def load(ctx: Context, db_id: Any) -> Any:
+        return await get_one(ctx, entity, db_id)
+
+    return load
 
 
-def _inventory(entity: Entity, to_node: Callable[[Any], Node]) -> Callable[
-    [Context, Any], Awaitable[Node | None]
-]:
-    async def resolve(ctx: Context, db_id: Any) -> Node | None:
-        row = await get_one(ctx, entity, db_id)
-        return to_node(row) if row is not None else None
-
-    return resolve
-
-
-NODE_RESOLVERS: dict[str, Callable[[Context, Any], Awaitable[Node | None]]] = {
-    "Cluster": _cluster,
-    "Namespace": _inventory(NAMESPACE, Namespace.from_row),
-    "ClusterNode": _inventory(NODE, ClusterNode.from_row),
-    "Deployment": _inventory(DEPLOYMENT, Deployment.from_row),
-    "Pod": _inventory(POD, Pod.from_row),
-    "HelmRelease": _inventory(HELM_RELEASE, HelmRelease.from_row),
+ROW_LOADERS: dict[str, Callable[[Context, Any], Awaitable[Any]]] = {
+    "Cluster": cluster_reads.get_cluster,
+    "Namespace": _inventory(NAMESPACE),
+    "ClusterNode": _inventory(NODE),
+    "Deployment": _inventory(DEPLOYMENT),
+    "Pod": _inventory(POD),
+    "HelmRelease": _inventory(HELM_RELEASE),
+}
+FROM_ROW: dict[str, Callable[[Any], Node]] = {
+    "Cluster": Cluster.from_row, "Namespace": Namespace.from_row,
+    "ClusterNode": ClusterNode.from_row, "Deployment": Deployment.from_row,
+    "Pod": Pod.from_row, "HelmRelease": HelmRelease.from_row,
 }
 
 
-async def resolve_node(ctx: Context, global_id: str) -> Node | None:
+async def load_node_row(ctx: Context, id: str) -> tuple[str, Any] | None:
+    """The type name and row a global ID names, or None (the planned path reads this too)."""
     ctx.require()
-    parsed = parse_global_id(global_id)
+    parsed = parse_global_id(id)
     if parsed is None:
         return None
     type_name, db_id = parsed
-    resolver = NODE_RESOLVERS.get(type_name)
-    return await resolver(ctx, db_id) if resolver is not None else None
+    load = ROW_LOADERS.get(type_name)
+    row = await load(ctx, db_id) if load is not None else None
+    return (type_name, row) if row is not None else None
+
+
+async def resolve_node(ctx: Context, global_id: str) -> Node | None:
+    found = await load_node_row(ctx, global_id)
+    return FROM_ROW[found[0]](found[1]) if found is not None else None

@@ -17,7 +17,8 @@ from strawberry.types import Info
 from resolvers.context import Context
 from resolvers.graph_reads import load_node_by_name
 from resolvers.graph_sql import NODE_PODS, Relation
-from schema.filters import InventoryOrder, NodeFilter, PodFilter, PodOrder, page_args
+from resolvers.inventory.spec import ChildConnection, RowReaders, column, read_row, spec_metadata
+from schema.filters import InventoryOrder, NodeFilter, PodFilter, PodOrder, connection_page
 from schema.graph_enums import PodPhase
 from schema.graph_fields import cluster_field, load_connection
 from schema.metric_types import metrics_field
@@ -112,21 +113,25 @@ class Pod(Node):
 
     @classmethod
     def from_row(cls, r: Any) -> Pod:
-        return cls(
-            id=to_global_id("Pod", r["id"]), db_id=r["id"], cluster_id=r["cluster_id"],
-            raw_containers=r["containers"] or [], uid=r["uid"], namespace=r["namespace"],
-            name=r["name"], node_name=r["node_name"], owner_kind=r["owner_kind"],
-            owner_name=r["owner_name"], deployment_name=r["deployment_name"],
-            labels=r["labels"], phase=PodPhase.of(r["phase"]), reason=r["reason"],
-            qos_class=r["qos_class"], pod_ip=r["pod_ip"],
-            requests=ResourceAmounts.of(r["requests_cpu_cores"], r["requests_memory_bytes"]),
-            limits=ResourceAmounts.of(r["limits_cpu_cores"], r["limits_memory_bytes"]),
-            usage=ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
-            restart_count=r["restart_count"], oom_kill_count=r["oom_kill_count"],
-            last_oom_killed_at=r["last_oom_killed_at"], ready=r["ready"],
-            start_time=r["start_time"], deletion_timestamp=r["deletion_timestamp"],
-            created_at=r["created_at"], deleted_at=r["deleted_at"],
-        )
+        return cls(**read_row(POD_READERS, r))
+
+
+POD_READERS: RowReaders = {
+    "id": lambda r: to_global_id("Pod", r["id"]), "db_id": column("id"),
+    "cluster_id": column("cluster_id"), "raw_containers": lambda r: r["containers"] or [],
+    **{name: column(name) for name in (
+        "uid", "namespace", "name", "node_name", "owner_kind", "owner_name", "deployment_name",
+        "labels", "reason", "qos_class", "pod_ip", "restart_count", "oom_kill_count",
+        "last_oom_killed_at", "ready", "start_time", "deletion_timestamp", "created_at",
+        "deleted_at")},
+    "phase": lambda r: PodPhase.of(r["phase"]),
+    "requests": lambda r: ResourceAmounts.of(r["requests_cpu_cores"], r["requests_memory_bytes"]),
+    "limits": lambda r: ResourceAmounts.of(r["limits_cpu_cores"], r["limits_memory_bytes"]),
+    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+}
+
+
+_pod_page = connection_page(PodOrder)
 
 
 def pods_field(relation: Relation, description: str) -> Any:
@@ -134,10 +139,11 @@ def pods_field(relation: Relation, description: str) -> Any:
         root: Any, info: Info[Context, None], first: int = 50, after: str | None = None,
         filter: PodFilter | None = None, order_by: PodOrder | None = None,
     ) -> Connection[Pod]:
-        args = page_args(first, after, filter, order_by or PodOrder())
+        args = _pod_page(first, after, filter, order_by)
         return await load_connection(info, relation, root, args, Pod.from_row)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(resolver=resolve, description=description,
+                            metadata=spec_metadata(ChildConnection(relation, _pod_page)))
 
 
 @strawberry.type(description="Capacity or allocatable resources of a node.")
@@ -180,17 +186,23 @@ class ClusterNode(Node):
 
     @classmethod
     def from_row(cls, r: Any) -> ClusterNode:
-        return cls(
-            id=to_global_id("ClusterNode", r["id"]), db_id=r["id"], cluster_id=r["cluster_id"],
-            uid=r["uid"], name=r["name"], labels=r["labels"], taints=r["taints"],
-            conditions=r["conditions"], ready=r["ready"], unschedulable=r["unschedulable"],
-            instance_type=r["instance_type"], zone=r["zone"],
-            kubelet_version=r["kubelet_version"], capacity=NodeResources.of(r, "capacity"),
-            allocatable=NodeResources.of(r, "allocatable"),
-            usage=ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
-            hourly_cost=number(r["hourly_cost"]), created_at=r["created_at"],
-            deleted_at=r["deleted_at"],
-        )
+        return cls(**read_row(NODE_READERS, r))
+
+
+NODE_READERS: RowReaders = {
+    "id": lambda r: to_global_id("ClusterNode", r["id"]), "db_id": column("id"),
+    **{name: column(name) for name in (
+        "cluster_id", "uid", "name", "labels", "taints", "conditions", "ready",
+        "unschedulable", "instance_type", "zone", "kubelet_version", "created_at",
+        "deleted_at")},
+    "capacity": lambda r: NodeResources.of(r, "capacity"),
+    "allocatable": lambda r: NodeResources.of(r, "allocatable"),
+    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+    "hourly_cost": lambda r: number(r["hourly_cost"]),
+}
+
+
+_node_page = connection_page(InventoryOrder)
 
 
 def nodes_field(relation: Relation, description: str) -> Any:
@@ -198,7 +210,8 @@ def nodes_field(relation: Relation, description: str) -> Any:
         root: Any, info: Info[Context, None], first: int = 50, after: str | None = None,
         filter: NodeFilter | None = None, order_by: InventoryOrder | None = None,
     ) -> Connection[ClusterNode]:
-        args = page_args(first, after, filter, order_by or InventoryOrder())
+        args = _node_page(first, after, filter, order_by)
         return await load_connection(info, relation, root, args, ClusterNode.from_row)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(resolver=resolve, description=description,
+                            metadata=spec_metadata(ChildConnection(relation, _node_page)))

@@ -21,6 +21,7 @@ from resolvers.graph_sql import (
     Relation,
 )
 from resolvers.helm_values import release_values
+from resolvers.inventory.spec import ChildConnection, RowReaders, column, read_row, spec_metadata
 from schema.enums import HealthStatus
 from schema.filters import (
     DeploymentFilter,
@@ -28,6 +29,7 @@ from schema.filters import (
     HelmReleaseOrder,
     InventoryOrder,
     NamespaceFilter,
+    connection_page,
     page_args,
 )
 from schema.graph_fields import cluster_field, load_connection
@@ -125,21 +127,23 @@ class Deployment(Node):
 
     @classmethod
     def from_row(cls, r: Any) -> Deployment:
-        return cls(
-            id=to_global_id("Deployment", r["id"]), db_id=r["id"], cluster_id=r["cluster_id"],
-            uid=r["uid"], namespace=r["namespace"], name=r["name"], labels=r["labels"],
-            annotations=r["annotations"], selector=r["selector"],
-            replicas=DeploymentReplicas(
-                desired=r["replicas_desired"], ready=r["replicas_ready"],
-                available=r["replicas_available"], updated=r["replicas_updated"],
-                unavailable=r["replicas_unavailable"]),
-            strategy=r["strategy"], strategy_params=r["strategy_params"],
-            containers=r["containers"], conditions=r["conditions"],
-            generation=r["generation"], observed_generation=r["observed_generation"],
-            health=WorkloadHealth(status=HealthStatus(r["health_status"]),
-                                  reason=r["health_reason"]),
-            created_at=r["created_at"], deleted_at=r["deleted_at"],
-        )
+        return cls(**read_row(DEPLOYMENT_READERS, r))
+
+
+DEPLOYMENT_READERS: RowReaders = {
+    "id": lambda r: to_global_id("Deployment", r["id"]), "db_id": column("id"),
+    **{name: column(name) for name in (
+        "cluster_id", "uid", "namespace", "name", "labels", "annotations", "selector",
+        "strategy", "strategy_params", "containers", "conditions", "generation",
+        "observed_generation", "created_at", "deleted_at")},
+    "replicas": lambda r: DeploymentReplicas(
+        desired=r["replicas_desired"], ready=r["replicas_ready"],
+        available=r["replicas_available"], updated=r["replicas_updated"],
+        unavailable=r["replicas_unavailable"]),
+    "health": lambda r: WorkloadHealth(status=HealthStatus(r["health_status"]),
+                                       reason=r["health_reason"]),
+}
+_deployment_page = connection_page(InventoryOrder)
 
 
 def deployments_field(relation: Relation, description: str) -> Any:
@@ -147,10 +151,11 @@ def deployments_field(relation: Relation, description: str) -> Any:
         root: Any, info: Info[Context, None], first: int = 50, after: str | None = None,
         filter: DeploymentFilter | None = None, order_by: InventoryOrder | None = None,
     ) -> Connection[Deployment]:
-        args = page_args(first, after, filter, order_by or InventoryOrder())
+        args = _deployment_page(first, after, filter, order_by)
         return await load_connection(info, relation, root, args, Deployment.from_row)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(resolver=resolve, description=description,
+                            metadata=spec_metadata(ChildConnection(relation, _deployment_page)))
 
 
 @strawberry.type
@@ -189,17 +194,21 @@ class Namespace(Node):
 
     @classmethod
     def from_row(cls, r: Any) -> Namespace:
-        return cls(
-            id=to_global_id("Namespace", r["id"]), db_id=r["id"], cluster_id=r["cluster_id"],
-            uid=r["uid"], name=r["name"], phase=r["phase"], labels=r["labels"],
-            annotations=r["annotations"], team=r["team"], cost_center=r["cost_center"],
-            quota=NamespaceQuota(
-                hard=ResourceAmounts.of(r["quota_hard_cpu_cores"], r["quota_hard_memory_bytes"]),
-                used=ResourceAmounts.of(r["quota_used_cpu_cores"], r["quota_used_memory_bytes"]),
-                hard_pods=r["quota_hard_pods"], used_pods=r["quota_used_pods"]),
-            usage=ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
-            created_at=r["created_at"], deleted_at=r["deleted_at"],
-        )
+        return cls(**read_row(NAMESPACE_READERS, r))
+
+
+NAMESPACE_READERS: RowReaders = {
+    "id": lambda r: to_global_id("Namespace", r["id"]), "db_id": column("id"),
+    **{name: column(name) for name in (
+        "cluster_id", "uid", "name", "phase", "labels", "annotations", "team", "cost_center",
+        "created_at", "deleted_at")},
+    "quota": lambda r: NamespaceQuota(
+        hard=ResourceAmounts.of(r["quota_hard_cpu_cores"], r["quota_hard_memory_bytes"]),
+        used=ResourceAmounts.of(r["quota_used_cpu_cores"], r["quota_used_memory_bytes"]),
+        hard_pods=r["quota_hard_pods"], used_pods=r["quota_used_pods"]),
+    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+}
+_namespace_page = connection_page(InventoryOrder)
 
 
 def namespaces_field(relation: Relation, description: str) -> Any:
@@ -207,7 +216,8 @@ def namespaces_field(relation: Relation, description: str) -> Any:
         root: Any, info: Info[Context, None], first: int = 50, after: str | None = None,
         filter: NamespaceFilter | None = None, order_by: InventoryOrder | None = None,
     ) -> Connection[Namespace]:
-        args = page_args(first, after, filter, order_by or InventoryOrder())
+        args = _namespace_page(first, after, filter, order_by)
         return await load_connection(info, relation, root, args, Namespace.from_row)
 
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(resolver=resolve, description=description,
+                            metadata=spec_metadata(ChildConnection(relation, _namespace_page)))

@@ -1,0 +1,362 @@
+"""Planning: an operation's inventory fields turned, once, into a tree of plain builders.
+
+A plan is made from graphql-core's own field collection (so aliases, fragments, merged
+fields and ``@skip``/``@include`` come out exactly as execution would see them) and keeps only
+what every request of the same operation shares: the response keys in order, how each key is
+read from a row and serialised (the GraphQL type's own ``serialize``), which connections nest
+where and whether their cursors, counts and page info are selected. Argument values are not in
+the plan; they are read per request, because variables change them.
+
+Planning is all or nothing per root field: a root field whose selection reaches anything
+without a registered reader or connection spec (health, cost, metrics, Helm releases, a pod's
+containers or node…) gets no plan, and runs through the resolvers as before. Plans are cached
+per (document text, operation name, values of the variables that ``@skip``/``@include`` read),
+the only inputs that change the field collection.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    GraphQLBoolean,
+    GraphQLField,
+    GraphQLID,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLSchema,
+    GraphQLString,
+    GraphQLUnionType,
+    OperationDefinitionNode,
+    VariableNode,
+    is_leaf_type,
+    visit,
+)
+from graphql.language import DirectiveNode, Visitor
+from graphql.pyutils import Undefined
+
+from resolvers.inventory.spec import (
+    METADATA_KEY,
+    ChildConnection,
+    InventorySpec,
+    RootConnection,
+    RootObject,
+    RowReaders,
+)
+
+MAX_CACHED_OPERATIONS = 256
+STRAWBERRY_DEFINITION = "strawberry-definition"
+
+
+class Unplanned(Exception):
+    """The planned path cannot answer this exactly; the resolvers answer it instead."""
+
+
+Build = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class ArgumentSource:
+    """Where a field's arguments come from in the document (read per request)."""
+
+    field_def: GraphQLField
+    field_details: Any  # graphql-core's FieldDetails of the field's first node
+    strawberry_field: Any
+
+
+@dataclass(eq=False)
+class ObjectPlan:
+    """One inventory object per row: ``fields`` in response order, each either built from
+    the row or the connection nested there."""
+
+    type_name: str
+    fields: list[tuple[str, Build | None, ConnectionPlan | None]] = field(default_factory=list)
+    connections: list[ConnectionPlan] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ConnectionPlan:
+    """A connection: its spec and arguments, its parts in response order, and the object
+    plans of its rows (one for ``edges { node }``, one for ``nodes``, as selected)."""
+
+    spec: InventorySpec
+    arguments: ArgumentSource
+    parts: list[tuple[str, str, Any]] = field(default_factory=list)
+    objects: list[ObjectPlan] = field(default_factory=list)
+    needs_cursors: bool = False
+    needs_count: bool = False
+
+
+@dataclass(eq=False)
+class RootObjectPlan:
+    """A root field answering one object of any planned type (``node``, ``cluster``)."""
+
+    spec: RootObject
+    arguments: ArgumentSource
+    by_type: dict[str, ObjectPlan | None]
+
+
+RootPlan = ConnectionPlan | RootObjectPlan
+
+
+def _leaf(type_: GraphQLOutputType) -> Build:
+    """Serialise as graphql-core completes a leaf, or raise ``Unplanned`` where it would
+    report an error (a null in a non-null field, a value the type cannot serialise)."""
+    non_null = isinstance(type_, GraphQLNonNull)
+    named = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    serialize = named.serialize  # type: ignore[union-attr]
+    verbatim: type | None = (str if named in (GraphQLString, GraphQLID)
+                             else bool if named is GraphQLBoolean else None)
+
+    def finish(value: Any) -> Any:
+        if value is None:
+            if non_null:
+                raise Unplanned
+            return None
+        if type(value) is verbatim:
+            return value
+        out = serialize(value)
+        if out is None or out is Undefined:
+            raise Unplanned
+        return out
+
+    return finish
+
+
+def _then(read: Build, finish: Build) -> Build:
+    def build(source: Any) -> Any:
+        return finish(read(source))
+
+    return build
+
+
+def _attribute(name: str) -> Build:
+    def read(value: Any) -> Any:
+        return getattr(value, name)
+
+    return read
+
+
+def _constant(value: Any) -> Build:
+    def build(_source: Any) -> Any:
+        return value
+
+    return build
+
+
+class Planner:
+    """Plans root fields for one schema and caches the plans (see the module docstring)."""
+
+    def __init__(self, readers: Mapping[str, RowReaders]) -> None:
+        self.readers = readers
+        self._plans: OrderedDict[tuple[Any, ...], dict[str, RootPlan | None]] = OrderedDict()
+        self._directive_variables: dict[tuple[str, str | None], tuple[str, ...]] = {}
+
+    def root_plan(self, executor: Any, parent_type: GraphQLObjectType,
+                  field_details_list: Any, response_key: str) -> RootPlan | None:
+        operation: OperationDefinitionNode = executor.operation
+        source = operation.loc.source.body if operation.loc is not None else None
+        if source is None:
+            return None
+        name = operation.name.value if operation.name is not None else None
+        variables = self._directive_variables.get((source, name))
+        if variables is None:
+            variables = self._directive_variables[(source, name)] = _directive_variables(
+                operation, executor.fragments)
+        coerced = executor.variable_values.coerced
+        key = (source, name, tuple(coerced.get(v) for v in variables))
+        plans = self._plans.get(key)
+        if plans is None:
+            plans = self._plans[key] = {}
+            if len(self._plans) > MAX_CACHED_OPERATIONS:
+                self._plans.popitem(last=False)
+        if response_key not in plans:
+            try:
+                plans[response_key] = _Planning(self, executor).root(parent_type,
+                                                                     field_details_list)
+            except Unplanned:
+                plans[response_key] = None
+        return plans[response_key]
+
+
+def _directive_variables(operation: OperationDefinitionNode, fragments: Any) -> tuple[str, ...]:
+    """Names of the variables ``@skip``/``@include`` read anywhere the operation reaches."""
+    found: set[str] = set()
+
+    class Directives(Visitor):
+        def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+            if node.name.value in ("skip", "include"):
+                for argument in node.arguments or ():
+                    if isinstance(argument.value, VariableNode):
+                        found.add(argument.value.name.value)
+
+    visit(operation, Directives())
+    for fragment in (fragments or {}).values():
+        visit(getattr(fragment, "definition", fragment), Directives())
+    return tuple(sorted(found))
+
+
+class _Planning:
+    """One planning pass, with the executor whose field collection it borrows."""
+
+    def __init__(self, planner: Planner, executor: Any) -> None:
+        self.readers = planner.readers
+        self.executor = executor
+        self.schema: GraphQLSchema = executor.schema
+
+    def _subfields(self, type_: GraphQLObjectType, field_details_list: Any) -> Any:
+        grouped, new_defer_usages, *_ = self.executor.collect_subfields(type_,
+                                                                         field_details_list)
+        if new_defer_usages:
+            raise Unplanned
+        return grouped
+
+    def _definition(self, owner: GraphQLObjectType, field_details_list: Any
+                    ) -> tuple[GraphQLField, Any, ArgumentSource]:
+        first = field_details_list[0]
+        if getattr(first, "fragment_variable_values", None) is not None:
+            raise Unplanned
+        field_def = owner.fields.get(first.node.name.value)
+        if field_def is None:  # a root __typename or introspection field
+            raise Unplanned
+        strawberry_field = (field_def.extensions or {}).get(STRAWBERRY_DEFINITION)
+        if strawberry_field is None:
+            raise Unplanned
+        return field_def, strawberry_field, ArgumentSource(field_def, first, strawberry_field)
+
+    def root(self, parent_type: GraphQLObjectType, field_details_list: Any) -> RootPlan:
+        field_def, strawberry_field, arguments = self._definition(parent_type,
+                                                                  field_details_list)
+        spec = strawberry_field.metadata.get(METADATA_KEY)
+        if isinstance(spec, ChildConnection | RootConnection):
+            return self._connection(spec, arguments, field_def.type, field_details_list)
+        if isinstance(spec, RootObject):
+            named = _unwrap(field_def.type)
+            types: list[GraphQLObjectType] = (
+                list(self.schema.get_possible_types(named))
+                if isinstance(named, GraphQLInterfaceType | GraphQLUnionType) else [named]
+            )
+            by_type: dict[str, ObjectPlan | None] = {}
+            for type_ in types:
+                try:
+                    by_type[type_.name] = self._object(type_, field_details_list)
+                except Unplanned:
+                    by_type[type_.name] = None
+            return RootObjectPlan(spec, arguments, by_type)
+        raise Unplanned
+
+    def _object(self, type_: GraphQLObjectType, field_details_list: Any) -> ObjectPlan:
+        readers = self.readers.get(type_.name)
+        if readers is None:
+            raise Unplanned
+        plan = ObjectPlan(type_.name)
+        for key, details in self._subfields(type_, field_details_list).items():
+            name = details[0].node.name.value
+            if name == "__typename":
+                plan.fields.append((key, _constant(type_.name), None))
+                continue
+            field_def, strawberry_field, arguments = self._definition(type_, details)
+            spec = strawberry_field.metadata.get(METADATA_KEY)
+            if isinstance(spec, ChildConnection):
+                connection = self._connection(spec, arguments, field_def.type, details)
+                plan.fields.append((key, None, connection))
+                plan.connections.append(connection)
+                continue
+            read = readers.get(strawberry_field.python_name)
+            if read is None or strawberry_field.base_resolver is not None:
+                raise Unplanned
+            plan.fields.append((key, _then(read, self._value(field_def.type, details)), None))
+        return plan
+
+    def _value(self, type_: GraphQLOutputType, field_details_list: Any) -> Build:
+        """A plain value's builder: a leaf, or an object of resolver-less fields."""
+        if is_leaf_type(_unwrap_non_null(type_)):
+            return _leaf(type_)
+        named = _unwrap_non_null(type_)
+        if not isinstance(named, GraphQLObjectType):
+            raise Unplanned  # lists and abstract types of values are left to the resolvers
+        non_null = isinstance(type_, GraphQLNonNull)
+        parts: list[tuple[str, Build]] = []
+        for key, details in self._subfields(named, field_details_list).items():
+            if details[0].node.name.value == "__typename":
+                parts.append((key, _constant(named.name)))
+                continue
+            field_def, strawberry_field, _ = self._definition(named, details)
+            if strawberry_field.base_resolver is not None:
+                raise Unplanned
+            parts.append((key, _then(_attribute(strawberry_field.python_name),
+                                     self._value(field_def.type, details))))
+
+        def build(value: Any) -> Any:
+            if value is None:
+                if non_null:
+                    raise Unplanned
+                return None
+            return {key: part(value) for key, part in parts}
+
+        return build
+
+    def _connection(self, spec: InventorySpec, arguments: ArgumentSource,
+                    type_: GraphQLOutputType, field_details_list: Any) -> ConnectionPlan:
+        connection_type = _unwrap(type_)
+        plan = ConnectionPlan(spec, arguments)
+        node_type = _unwrap(connection_type.fields["edges"].type).fields["node"].type
+        node_named = _unwrap(node_type)
+        for key, details in self._subfields(connection_type, field_details_list).items():
+            name = details[0].node.name.value
+            if name == "__typename":
+                plan.parts.append((key, "typename", connection_type.name))
+            elif name == "totalCount":
+                plan.needs_count = True
+                plan.parts.append((key, "totalCount", None))
+            elif name == "pageInfo":
+                info_type = _unwrap(connection_type.fields["pageInfo"].type)
+                info = [(k, d[0].node.name.value)
+                        for k, d in self._subfields(info_type, details).items()]
+                plan.needs_cursors |= any(n in ("startCursor", "endCursor") for _, n in info)
+                plan.parts.append((key, "pageInfo", (info, info_type.name)))
+            elif name == "nodes":
+                nodes = self._object(node_named, details)
+                plan.objects.append(nodes)
+                plan.parts.append((key, "nodes", nodes))
+            elif name == "edges":
+                plan.parts.append((key, "edges", self._edges(connection_type, details, plan)))
+            else:
+                raise Unplanned
+        return plan
+
+    def _edges(self, connection_type: GraphQLObjectType, field_details_list: Any,
+               plan: ConnectionPlan) -> list[tuple[str, str, Any]]:
+        edge_type = _unwrap(connection_type.fields["edges"].type)
+        parts: list[tuple[str, str, Any]] = []
+        for key, details in self._subfields(edge_type, field_details_list).items():
+            name = details[0].node.name.value
+            if name == "__typename":
+                parts.append((key, "typename", edge_type.name))
+            elif name == "cursor":
+                plan.needs_cursors = True
+                parts.append((key, "cursor", None))
+            elif name == "node":
+                node = self._object(_unwrap(edge_type.fields["node"].type), details)
+                plan.objects.append(node)
+                parts.append((key, "node", node))
+            else:
+                raise Unplanned
+        return parts
+
+
+def _unwrap_non_null(type_: Any) -> Any:
+    return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+
+
+def _unwrap(type_: Any) -> Any:
+    """The named type inside non-null and list wrappers."""
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    return type_

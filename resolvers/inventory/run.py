@@ -1,0 +1,275 @@
+"""Running a plan: read level by level, then build the response's dicts bottom up.
+
+Reading goes down the plan one level at a time. Every connection of a level asks for its page
+under all its parents at once, and connections of the same level with the same relation and
+arguments share one statement, as the resolvers' dataloaders do; the statements themselves are
+``resolvers.graph_reads``' own, so both paths see the same rows, totals and ``hasNextPage``.
+
+Building goes back up: the deepest objects first, each connection from its already built
+children, then their parents. Rows become dicts through the plan's builders, with no object
+per row and no resolver call per field; cursors are minted only for connections whose
+``cursor``, ``startCursor`` or ``endCursor`` is selected. Nothing built refers back to
+anything (plain dicts, lists and scalars), so a request leaves no reference cycle behind.
+
+The build gives the loop back every ``SLICE_SECONDS``, as the cooperative execution context
+does for the resolvers' path, so a big answer never holds ``/healthz`` or the sync up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql.execution.values import get_argument_values
+from strawberry.types.arguments import convert_arguments
+
+from resolvers.context import Context
+from resolvers.graph_reads import (
+    ChildRows,
+    ChildRowSet,
+    PageArgs,
+    empty_child_rows,
+    fetch_child_rows,
+)
+from resolvers.inventory.plan import (
+    ArgumentSource,
+    ConnectionPlan,
+    ObjectPlan,
+    RootObjectPlan,
+    RootPlan,
+    Unplanned,
+)
+from resolvers.inventory.spec import ChildConnection, RootConnection
+
+SLICE_SECONDS = 0.01
+_CHECK_EVERY = 64  # rows built between two looks at the clock
+
+Arguments = Callable[[ArgumentSource], dict[str, Any]]
+
+
+def argument_reader(executor: Any) -> Arguments:
+    """A field's arguments as its resolver would receive them (Strawberry input objects and
+    enums), read with ``executor``'s variables."""
+    strawberry_schema = executor.schema._strawberry_schema
+    registry = strawberry_schema.schema_converter.scalar_registry
+    config = strawberry_schema.config
+
+    def read(source: ArgumentSource) -> dict[str, Any]:
+        raw = get_argument_values(source.field_def, source.field_details.node,
+                                  executor.variable_values, None, executor.hide_suggestions)
+        return convert_arguments(raw, source.strawberry_field.arguments,
+                                 scalar_registry=registry, config=config)
+
+    return read
+
+
+@dataclass
+class _Fetched:
+    """A connection's pages by parent (parents in the order they asked), and what mints
+    their cursors: the statement's sort keys, or the cursors a root read already minted."""
+
+    pages: dict[Any, ChildRows]
+    empty: ChildRows
+    parents: list[Any]
+    offsets: dict[Any, int]
+    row_set: ChildRowSet | None = None
+    minted: dict[int, str] | None = None
+
+    def cursors(self, ctx: Context, rows: list[Any]) -> list[str]:
+        if self.row_set is not None:
+            return self.row_set.cursors(ctx, rows)
+        minted = self.minted or {}
+        return [minted[id(row)] for row in rows]
+
+
+class _Slicer:
+    """Gives the loop back once a slice of building is spent."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    async def pause_if_due(self) -> None:
+        if time.perf_counter() - self.started >= SLICE_SECONDS:
+            await asyncio.sleep(0)
+            self.started = time.perf_counter()
+
+
+class _Run:
+    """One request's execution of one root plan. Holds rows while it builds, then nothing."""
+
+    def __init__(self, ctx: Context, arguments: Arguments) -> None:
+        self.ctx = ctx
+        self.arguments = arguments
+        self.fetched: dict[ConnectionPlan, _Fetched] = {}
+        self.page_args: dict[ConnectionPlan, PageArgs] = {}
+        self.counts: dict[ConnectionPlan, int] = {}
+        self.built: dict[ObjectPlan, list[dict[str, Any]]] = {}
+        self.connections: dict[ConnectionPlan, dict[Any, dict[str, Any]]] = {}
+        self.slicer = _Slicer()
+
+    async def root(self, plan: RootPlan) -> Any:
+        if isinstance(plan, RootObjectPlan):
+            return await self._root_object(plan)
+        if isinstance(plan.spec, RootConnection):
+            await self._root_connection(plan)
+            parent = None
+        else:
+            parent = self.ctx.require().organization_id
+            await self._fetch([(plan, [parent])])
+        await self._build(await self._descend(self._children(plan)))
+        return self._connection(plan, self.fetched[plan], parent)
+
+    async def _root_object(self, plan: RootObjectPlan) -> Any:
+        found = await plan.spec.load(self.ctx, **self.arguments(plan.arguments))
+        if found is None:
+            if plan.spec.null_when_missing:
+                return None
+            raise Unplanned
+        type_name, row = found
+        obj = plan.by_type.get(type_name)
+        if obj is None:
+            raise Unplanned
+        await self._build(await self._descend([(obj, [row])]))
+        return self.built[obj][0]
+
+    async def _root_connection(self, plan: ConnectionPlan) -> None:
+        spec = plan.spec
+        assert isinstance(spec, RootConnection)
+        page, count = await spec.load(self.ctx, **self.arguments(plan.arguments))
+        if plan.needs_count:
+            self.counts[plan] = await count()
+        minted = {id(row): cursor for row, cursor in zip(page.rows, page.cursors, strict=True)}
+        rows = ChildRows(page.rows, page.has_next_page, page.has_previous_page, 0)
+        self.fetched[plan] = _Fetched({None: rows}, rows, [None], {None: 0}, minted=minted)
+
+    def _children(self, plan: ConnectionPlan) -> list[tuple[ObjectPlan, list[Any]]]:
+        fetched = self.fetched[plan]
+        rows = [row for parent in fetched.parents
+                for row in fetched.pages.get(parent, fetched.empty).rows]
+        return [(obj, rows) for obj in plan.objects]
+
+    async def _descend(self, level: list[tuple[ObjectPlan, list[Any]]]
+                       ) -> list[list[tuple[ObjectPlan, list[Any]]]]:
+        """Fetches level after level below ``level``; every level of objects, with rows."""
+        levels = []
+        while level:
+            levels.append(level)
+            asks = [(connection, [row["id"] for row in rows])
+                    for obj, rows in level for connection in obj.connections]
+            if not asks:
+                break
+            await self._fetch(asks)
+            level = [pair for connection, _ in asks for pair in self._children(connection)]
+        return levels
+
+    async def _fetch(self, asks: list[tuple[ConnectionPlan, list[Any]]]) -> None:
+        """One statement per (relation, arguments) among ``asks``, all parents together."""
+        groups: dict[tuple[str, PageArgs], tuple[ChildConnection, list[Any]]] = {}
+        for connection, parents in asks:
+            spec = connection.spec
+            assert isinstance(spec, ChildConnection)
+            args = self.page_args[connection] = spec.page_args(
+                **self.arguments(connection.arguments))
+            group = groups.setdefault((spec.relation.name, args), (spec, []))
+            group[1].extend(parents)
+        keys = list(groups)
+        results = await asyncio.gather(*(
+            fetch_child_rows(self.ctx, groups[k][0].relation, _unique(groups[k][1]), k[1])
+            for k in keys))
+        found = dict(zip(keys, results, strict=True))
+        for connection, parents in asks:
+            spec = connection.spec
+            assert isinstance(spec, ChildConnection)
+            args = self.page_args[connection]
+            row_set = found[(spec.relation.name, args)]
+            unique = _unique(parents)
+            offsets, at = {}, 0
+            for parent in unique:
+                offsets[parent] = at
+                at += len(row_set.pages[parent].rows) if parent in row_set.pages else 0
+            self.fetched[connection] = _Fetched(row_set.pages, empty_child_rows(args), unique,
+                                                offsets, row_set=row_set)
+
+    async def _build(self, levels: list[list[tuple[ObjectPlan, list[Any]]]]) -> None:
+        for level in reversed(levels):
+            for obj, rows in level:
+                for connection in obj.connections:
+                    self.connections[connection] = await self._connections_by_parent(
+                        connection)
+                self.built[obj] = await self._objects(obj, rows)
+
+    async def _objects(self, obj: ObjectPlan, rows: list[Any]) -> list[dict[str, Any]]:
+        fields = obj.fields
+        connections = self.connections
+        out = []
+        for i, row in enumerate(rows):
+            if i % _CHECK_EVERY == _CHECK_EVERY - 1:
+                await self.slicer.pause_if_due()
+            item = {}
+            for key, build, connection in fields:
+                if build is not None:
+                    item[key] = build(row)
+                elif connection is not None:
+                    item[key] = connections[connection][row["id"]]
+            out.append(item)
+        return out
+
+    async def _connections_by_parent(self, plan: ConnectionPlan) -> dict[Any, dict[str, Any]]:
+        fetched = self.fetched[plan]
+        out = {}
+        for parent in fetched.parents:
+            out[parent] = self._connection(plan, fetched, parent)
+            await self.slicer.pause_if_due()
+        return out
+
+    def _connection(self, plan: ConnectionPlan, fetched: _Fetched, parent: Any
+                    ) -> dict[str, Any]:
+        child = fetched.pages.get(parent, fetched.empty)
+        start = fetched.offsets[parent]
+        count = len(child.rows)
+        cursors = fetched.cursors(self.ctx, child.rows) if plan.needs_cursors else []
+        out: dict[str, Any] = {}
+        for key, kind, payload in plan.parts:
+            if kind == "edges":
+                out[key] = [self._edge(payload, cursors, start, i) for i in range(count)]
+            elif kind == "nodes":
+                out[key] = self.built[payload][start:start + count]
+            elif kind == "totalCount":
+                out[key] = self.counts.get(plan, child.total)
+            elif kind == "pageInfo":
+                info, type_name = payload
+                values = {"hasNextPage": child.has_next_page,
+                          "hasPreviousPage": child.has_previous_page,
+                          "startCursor": cursors[0] if cursors else None,
+                          "endCursor": cursors[-1] if cursors else None,
+                          "__typename": type_name}
+                out[key] = {k: values[name] for k, name in info}
+            else:
+                out[key] = payload
+        return out
+
+    def _edge(self, parts: list[tuple[str, str, Any]], cursors: list[str], start: int,
+              i: int) -> dict[str, Any]:
+        edge: dict[str, Any] = {}
+        for key, kind, payload in parts:
+            if kind == "node":
+                edge[key] = self.built[payload][start + i]
+            elif kind == "cursor":
+                edge[key] = cursors[i]
+            else:
+                edge[key] = payload
+        return edge
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+async def run_plan(plan: RootPlan, ctx: Context, arguments: Arguments) -> Any:
+    """The root field's completed value, or ``Unplanned`` (or the resolvers' own error) when
+    only the resolvers can answer it exactly."""
+    return await _Run(ctx, arguments).root(plan)
+
