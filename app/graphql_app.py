@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -16,9 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from app import metrics
 from app.auth import authenticate, bearer_token
 from app.ide import graphiql_page
 from app.settings import Settings
@@ -35,10 +42,46 @@ def cursor_key_from(settings: Settings) -> bytes:
     return hashlib.sha256(b"fleetgraph/cursor/v1\x00" + first.encode()).digest()
 
 
+@dataclass
+class _Observed:
+    """What the HTTP layer learns from the operation it ran, for the duration histogram."""
+
+    operation: str = "none"
+    page: bool = False  # the GraphiQL page, which is no GraphQL request
+
+
+_OBSERVED: ContextVar[_Observed | None] = ContextVar("fleetgraph_graphql_observed", default=None)
+
+
+class GraphQLMetrics(SchemaExtension):
+    """Counts every error a client gets by its ``extensions.code`` and the cost of refused
+    operations, and tells the HTTP layer which operation type ran (app.metrics).
+
+    It is the schema's first extension, so its after-operation step runs last (extensions
+    unwind in reverse) and sees the codes ``ErrorCodes`` gave every error."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context
+        observed = _OBSERVED.get()
+        if observed is not None:
+            with contextlib.suppress(RuntimeError):  # no document: it did not parse
+                observed.operation = ctx.operation_type.value
+        principal = getattr(ctx.context, "principal", None)
+        for error in getattr(ctx.result, "errors", None) or ():
+            extensions = error.extensions or {}
+            metrics.graphql_error(extensions.get("code"))
+            if "cost" in extensions and "limit" in extensions:
+                metrics.refused_query_cost(extensions["cost"],
+                                           principal.role.value if principal else None)
+
+
 class FleetGraphQL(GraphQL[Context, None]):
     def __init__(self, settings: Settings, vault: Vault) -> None:
+        schema = build_schema(settings)
+        schema.extensions = (GraphQLMetrics, *schema.extensions)
         super().__init__(
-            build_schema(settings),
+            schema,
             graphql_ide="graphiql" if settings.graphiql else None,
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
             keep_alive=True,
@@ -77,6 +120,8 @@ class FleetGraphQL(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """Our own GraphiQL page, with every asset served from this server (see app.ide)."""
+        if (observed := _OBSERVED.get()) is not None:
+            observed.page = True
         return graphiql_page(
             endpoint=request.url.path,
             initial_headers=getattr(request.app.state, "graphiql_initial_headers", None),
@@ -105,6 +150,8 @@ class FleetGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         request = Request(scope=scope, receive=receive)
+        observed, started = _Observed(), time.perf_counter()
+        token = _OBSERVED.set(observed)
         try:
             # A second line of defence behind the static cost limit: no request holds a
             # connection and its share of the loop longer than this.
@@ -121,6 +168,10 @@ class FleetGraphQL(GraphQL[Context, None]):
             log.warning("database unavailable: %s", type(exc).__name__)
             response = _error("the database is unavailable; retry shortly",
                               "SERVICE_UNAVAILABLE", 503, retry_after="2")
+        finally:
+            _OBSERVED.reset(token)
+        if not observed.page:
+            metrics.graphql_request(observed.operation, time.perf_counter() - started)
         await response(scope, receive, send)
 
     def encode_json(self, data: object) -> str:
@@ -140,6 +191,7 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
 
 def _error(message: str, code: str, status: int, *, retry_after: str | None = None
            ) -> JSONResponse:
+    metrics.graphql_error(code)
     headers = {"Retry-After": retry_after} if retry_after else None
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]},
                         status_code=status, headers=headers)

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 import asyncpg
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from app.db import EmbeddedPostgres, close_pool, create_pool
 from app.events import ChangeHub
 from app.health import healthz, readyz
 from app.ide import ASSET_ROUTE, asset_endpoint, asset_root, missing_assets
+from app.logs import RequestIdMiddleware
+from app.metrics import LoopLagMonitor, MetricsListener, render_metrics
 from app.migrations import upgrade_to_head_async
 from app.settings import Settings
 from app.sockets import OpenSockets
@@ -44,6 +48,27 @@ def start_background(
     from sync.supervisor import Supervisor
 
     return [Supervisor(pool, vault, settings), CostScheduler(pool)]
+
+
+def scrape(state: Any, accept: str | None) -> Awaitable[tuple[bytes, str]]:
+    """One Prometheus scrape of this app: the pool, the open subscriptions and sockets, and
+    the process-wide families (see app.metrics)."""
+    services = getattr(state, "services", {})
+    events, sockets = services.get("events"), services.get("sockets")
+    return render_metrics(
+        pool=getattr(state, "pool", None),
+        subscriptions=events.subscriber_count if events is not None else None,
+        sockets=sockets.count if sockets is not None else None,
+        accept=accept,
+    )
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``/metrics`` on the API port, open like the probes (it holds ids and counts, never a
+    name, a token or query text); FLEETGRAPH_PROMETHEUS moves it to a port of its own or
+    switches it off."""
+    body, content_type = await scrape(request.app.state, request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
@@ -76,7 +101,14 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             events.revocation_listeners.append(sockets.tokens_revoked)
             await events.start()
             app.state.services = {"events": events, "sockets": sockets}
-            background = start_background(pool, vault, settings) if settings.sync_enabled else []
+            background: list[BackgroundService] = [LoopLagMonitor()]
+            if settings.prometheus and settings.prometheus_listen is not None:
+                host, port = settings.prometheus_listen
+                app.state.metrics_listener = MetricsListener(
+                    host=host, port=port, scrape=lambda accept: scrape(app.state, accept))
+                background.append(app.state.metrics_listener)
+            if settings.sync_enabled:
+                background.extend(start_background(pool, vault, settings))
             for service in background:
                 await service.start()
             try:
@@ -93,6 +125,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     routes: list[Any] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *([Route("/metrics", metrics_endpoint)]
+          if settings.prometheus and settings.prometheus_listen is None else []),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql_app),
     ]
@@ -102,7 +136,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
             log.warning("GraphiQL assets are not installed (%s missing under %s): "
                         "run `make install`", ", ".join(missing), assets)
         routes.append(Route(ASSET_ROUTE + "/{name}", asset_endpoint(assets)))
-    middleware: list[Middleware] = []
+    # Outermost, so every log line of a request (the access log included) carries its id.
+    middleware: list[Middleware] = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         # Starlette answers the preflight itself; only the listed origins get CORS headers.
         middleware.append(Middleware(
