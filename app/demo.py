@@ -3,7 +3,8 @@
 It starts kubesim with a seeded fleet moving in real time, registers it under a ``demo``
 organization exactly as a user would (kubeconfig → sanitizer → vault → registry → sync), prints
 an admin token and the GraphiQL URL, and serves. Without ``BYOK_ENCRYPTION_KEY`` it keeps a
-demo-only key in ``FLEETGRAPH_DATA_DIR/demo.key`` (0600) so a restart can still decrypt.
+demo-only key in ``FLEETGRAPH_DATA_DIR/demo.key`` (0600) so a restart can still decrypt, and
+its admin token beside it in ``demo.token`` (0600) so a restart reuses it.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import logging
 import os
 from pathlib import Path
 
+import asyncpg
 import uvicorn
 import yaml
 
-from app.auth import Principal, Role
+from app.auth import Role, authenticate
+from app.db import close_pool, create_pool, database_url_or_embedded
 from app.settings import Settings
 from app.tenancy import create_organization, create_token
-from app.vault import generate_key
+from app.vault import Vault, generate_key
 
 log = logging.getLogger(__name__)
 
 DEMO_ORG = "demo"
 DEMO_CLUSTER = "demo-cluster"
+DEMO_TOKEN_FILE = "demo.token"
 
 
 def demo_key(data_dir: Path) -> str:
@@ -40,27 +44,53 @@ def demo_key(data_dir: Path) -> str:
     return key
 
 
-async def register_demo_cluster(app: object, kubeconfig_text: str) -> str:
-    """Register (or re-key, on a later run) the demo cluster; returns a fresh admin token."""
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically with a file only its owner can read (0600 from creation,
+    never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+    os.replace(temporary, path)
+
+
+async def demo_token(pool: asyncpg.Pool, data_dir: Path) -> str:
+    """The demo's admin token: the one an earlier start stored beside ``demo.key``, while it
+    still authenticates as the demo organization's admin; else a newly issued one, stored.
+
+    So restarting the demo does not leave one more valid admin token behind each time; a
+    revoked (or lost, or another database's) token is replaced."""
+    path = data_dir / DEMO_TOKEN_FILE
+    stored = path.read_text().strip() if path.exists() else None
+    if stored:
+        principal = await authenticate(pool, stored)
+        if (principal is not None and principal.organization_slug == DEMO_ORG
+                and principal.role is Role.ADMIN):
+            return stored
+    async with pool.acquire() as conn:
+        issued = await create_token(conn, org_slug=DEMO_ORG, role="admin", name="demo")
+    _write_private(path, issued.token)
+    return issued.token
+
+
+async def register_demo_cluster(pool: asyncpg.Pool, settings: Settings,
+                                kubeconfig_text: str) -> str:
+    """Register (or re-key, on a later run) the demo cluster; returns the demo admin token."""
     from resolvers import cluster_mutations
     from resolvers.context import Context
 
-    state = app.state  # type: ignore[attr-defined]
-    pool, settings, vault = state.pool, state.settings, state.vault
     async with pool.acquire() as conn:
         org_id = await conn.fetchval("SELECT id FROM organizations WHERE slug = $1", DEMO_ORG)
         if org_id is None:
             org_id = await create_organization(conn, slug=DEMO_ORG, name="Demo")
-        issued = await create_token(conn, org_slug=DEMO_ORG, role="admin", name="demo")
         existing = await conn.fetchval(
             "SELECT id FROM k8s_clusters WHERE organization_id = $1 AND name = $2",
             org_id, DEMO_CLUSTER,
         )
-    ctx = Context(
-        pool=pool, settings=settings, vault=vault, cursor_key=b"",
-        principal=Principal(organization_id=org_id, organization_slug=DEMO_ORG,
-                            role=Role.ADMIN, token_id=issued.id),
-    )
+    token = await demo_token(pool, settings.data_dir)
+    ctx = Context(pool=pool, settings=settings, vault=Vault.from_env(settings.encryption_keys),
+                  cursor_key=b"", principal=await authenticate(pool, token))
     if existing is None:
         await cluster_mutations.register_cluster(ctx, cluster_mutations.ClusterInputArgs(
             name=DEMO_CLUSTER, provider="k3s", kubeconfig=kubeconfig_text, region="local",
@@ -68,31 +98,43 @@ async def register_demo_cluster(app: object, kubeconfig_text: str) -> str:
         ))
     else:
         await cluster_mutations.rotate_credentials(ctx, existing, kubeconfig_text, None)
-    return issued.token
+    return token
 
 
 async def run_demo(settings: Settings, *, host: str, port: int, fleet: str, seed: int) -> None:
+    """kubesim first, then the demo cluster registered (or re-keyed to this run's kubesim)
+    before the server starts: the sync's first attempt already goes to the right address, so
+    a restart never warns about the previous run's kubesim port."""
     from app.http_protocol import uvicorn_http_options
+    from app.migrations import upgrade_to_head_async
     from app.server import create_app
     from kubesim import KubeSim
 
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                           log_level="warning",
-                                           **uvicorn_http_options(settings)))
-    async with KubeSim.start(fleet=fleet, seed=seed, realtime=True) as sim:
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                await serving
-                return
-            await asyncio.sleep(0.05)
-        token = await register_demo_cluster(app, yaml.safe_dump(sim.kubeconfig))
-        # Demo only: GraphiQL opens with the admin token already in its headers editor. A
-        # real server never sets this, so its pages never carry a token.
-        app.state.graphiql_initial_headers = {"Authorization": f"Bearer {token}"}
-        print(f"\nFleetGraph demo is up. kubesim ({fleet} fleet, seed {seed}) at {sim.url}")
-        print(f"GraphiQL: http://{host}:{port}/graphql")
-        print(f'Send the header {{"Authorization": "Bearer {token}"}} (admin, org "demo").\n',
-              flush=True)
-        await serving
+    with database_url_or_embedded(settings.database_url, settings.data_dir) as url:
+        settings = settings.with_(database_url=url)
+        await upgrade_to_head_async(url)
+        async with KubeSim.start(fleet=fleet, seed=seed, realtime=True) as sim:
+            pool = await create_pool(url, max_size=2)
+            try:
+                token = await register_demo_cluster(pool, settings,
+                                                    yaml.safe_dump(sim.kubeconfig))
+            finally:
+                await close_pool(pool)
+            app = create_app(settings, migrate=False)
+            # Demo only: GraphiQL opens with the admin token already in its headers editor. A
+            # real server never sets this, so its pages never carry a token.
+            app.state.graphiql_initial_headers = {"Authorization": f"Bearer {token}"}
+            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on",
+                                                   log_config=None, log_level="warning",
+                                                   **uvicorn_http_options(settings)))
+            serving = asyncio.create_task(server.serve())
+            while not server.started:
+                if serving.done():
+                    await serving
+                    return
+                await asyncio.sleep(0.05)
+            print(f"\nFleetGraph demo is up. kubesim ({fleet} fleet, seed {seed}) at {sim.url}")
+            print(f"GraphiQL: http://{host}:{port}/graphql")
+            print(f'Send the header {{"Authorization": "Bearer {token}"}} (admin, org "demo").\n',
+                  flush=True)
+            await serving
