@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import strawberry
-from graphql import GraphQLError, GraphQLObjectType
+from graphql import ASTValidationRule, GraphQLError, GraphQLObjectType
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
-    QueryDepthLimiter,
+    ParserCache,
+    ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -41,10 +46,23 @@ if TYPE_CHECKING:
 
 
 PLANNER_ATTRIBUTE = "fleetgraph_inventory_planner"
+DOCUMENT_CACHE_SIZE = 256
 ROW_READERS: dict[str, RowReaders] = {
     "Cluster": CLUSTER_READERS, "Namespace": NAMESPACE_READERS, "ClusterNode": NODE_READERS,
     "Deployment": DEPLOYMENT_READERS, "Pod": POD_READERS,
 }
+
+
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, except that a document that does not parse is left to
+    Strawberry's own parse, which reports it as every refused request is reported (with a
+    code); the stock extension lets the syntax error escape from its hook instead."""
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            ctx.graphql_document = self.cached_parse_document(ctx.query, **ctx.parse_options)
+        yield
 
 
 class PlannedExecutionContext(CooperativeExecutionContext):
@@ -98,15 +116,23 @@ def build_schema(settings: Settings | None = None, *, planned: bool = True
     from app.settings import Settings
 
     s = settings or Settings()
+    limit_rules: list[type[ASTValidationRule]] = [depth_rule(s.max_query_depth, None),
+                                                  aliases_rule(s.max_aliases)]
     # Factories, not instances: Strawberry builds fresh extensions for every request.
     extensions: list[Any] = [
         ErrorCodes,
         RequireAuthentication,
         StatementCountHeader,
-        lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
+        # The depth and alias rules as QueryDepthLimiter and MaxAliasesLimiter add them, but
+        # made once per schema: a rule class per request would make every validation a
+        # cache miss for ValidationCache below.
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
         lambda: QueryCostLimit(limits=s.query_cost_limits),
+        # A document is parsed and validated once, not per request: both leave reference
+        # cycles (the token list, the validation visitors) for the collector to find.
+        lambda: DocumentCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
     ]
     if not s.introspection:
         extensions.append(DisableIntrospection)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from graphql import OperationType
+from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.inventory.run import SLICE_SECONDS
@@ -33,6 +35,18 @@ from schema.shared_results import shared_result
 class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # graphql-core hands resolvers helpers bound to the executor, which the executor
+        # holds: a reference cycle per request that only the collector frees, and with it
+        # everything the request reached. Through a weak reference there is no cycle.
+        executor = weakref.ref(self)
+
+        def gather(values: Sequence[Any]) -> Any:
+            return cast(CooperativeExecutionContext, executor()).gather_async_work(values)
+
+        def track(values: Sequence[Any]) -> None:
+            cast(CooperativeExecutionContext, executor()).track_async_work(values)
+
+        self.async_helpers = GraphQLResolveInfoHelpers(gather=gather, track=track)
         self._loop = asyncio._get_running_loop()
         self._slice_started = time.perf_counter()
         self._queue: deque[tuple[asyncio.Future[Any], tuple[Any, ...]]] = deque()
