@@ -76,11 +76,24 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# Held by ``fleetgraph migrate`` while it upgrades: replicas that start together (the
+# Deployment's init containers) take turns, and the later ones find the database at head.
+MIGRATION_LOCK = 0x466C_6565_744D_6967  # "FleetMig"
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from app.migrations import upgrade_to_head
+    from app.migrations import upgrade_to_head_async
+
+    async def locked_upgrade(url: str) -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            await upgrade_to_head_async(url)
+        finally:
+            await conn.close()  # the lock goes with the session
 
     with _database(settings) as url:
-        upgrade_to_head(url)
+        asyncio.run(locked_upgrade(url))
     print("database migrated to head")
     return 0
 
