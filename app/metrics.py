@@ -37,6 +37,7 @@ from enum import StrEnum
 from importlib import metadata
 from typing import Any, Final, Protocol
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info
@@ -65,6 +66,7 @@ __all__ = [
     "sync_relisted",
     "sync_snapshot_buffered",
     "sync_watch_restarted",
+    "watch_restart_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,19 @@ class WatchRestart(StrEnum):
     GONE = "gone"  # 410: the version fell out of the watch history; the informer relists
     CUT = "cut"  # the stream ended (the server's timeout, a proxy, a dropped connection)
     ERROR = "error"  # the watch failed (a 5xx, a refused connection, a broken answer)
+
+
+# A stream broken off mid-way (a proxy's idle timeout, a dropped connection, a server going
+# away) rather than refused or answered with an error.
+_CUT_STREAM: Final[tuple[type[BaseException], ...]] = (
+    aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionResetError,
+    asyncio.IncompleteReadError,
+)
+
+
+def watch_restart_reason(exc: BaseException) -> WatchRestart:
+    """Why a watch that failed with ``exc`` is started again: a cut stream or an error."""
+    return WatchRestart.CUT if isinstance(exc, _CUT_STREAM) else WatchRestart.ERROR
 
 
 _WATCH_RESTARTS = Counter(

@@ -42,8 +42,10 @@ import asyncpg
 import orjson
 from kubernetes_asyncio.client import ApiClient
 
+from app import metrics as prometheus
 from app.kube_client import open_api_client
 from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
+from app.logs import bind_cluster
 from app.network_guard import NetworkPolicy, refusal_in
 from app.vault import Vault, VaultError
 from sync.health import update_cluster_health
@@ -219,10 +221,12 @@ class Flusher:
 
     def put(self, kind: str, uid: str, value: Any) -> None:
         self._pending.put(kind, uid, value)
+        prometheus.sync_event_buffered(self.writer.cluster_id, kind)
         self._wake.set()
 
     def replace(self, kind: str, values: dict[str, Any]) -> None:
         self._pending.replace(kind, values)
+        prometheus.sync_snapshot_buffered(self.writer.cluster_id)
         self._wake.set()
 
     def touch(self, *, kinds: Iterable[str] = (), assess: bool = False) -> None:
@@ -246,6 +250,7 @@ class Flusher:
             # a change in between is assessed when the interval is up.
             wait = self._last_health + self._options.health_min_interval - time.monotonic()
             health_now = assess or wait <= 0
+            started = prometheus.sync_flush_started(self.writer.cluster_id)
             try:
                 result = await self.writer.flush(
                     batch, extra_kinds=kinds, assess=assess, health=health_now
@@ -263,6 +268,7 @@ class Flusher:
                 await self._backoff.wait()
                 continue
             self._backoff.reset()
+            prometheus.sync_flushed(self.writer.cluster_id, changes=len(batch), started=started)
             self.flushes += 1
             if health_now and (assess or result.kinds):
                 self._last_health = time.monotonic()
@@ -334,6 +340,7 @@ class ClusterSync:
     # --- the loop --------------------------------------------------------------------
 
     async def run(self) -> None:
+        bind_cluster(self.cluster_id)  # its log lines and metrics, and its tasks', carry the id
         backoff = self._backoff()
         while True:
             try:

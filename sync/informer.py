@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 from kubernetes_asyncio.client import ApiClient
 
+from app.metrics import WatchRestart, sync_relisted, sync_watch_restarted, watch_restart_reason
 from sync.kubeapi import EmptyWatch, Gone, KubeApiError, list_pages, watch_events
 from sync.mappers import BadObject, describe
 
@@ -236,16 +237,20 @@ class Informer:
                     # A quiet stream that ran its course is a working watch too (one that ends
                     # at once without events is refused by watch_events).
                     await self._contact()
+                sync_watch_restarted(self.spec.kind, WatchRestart.CUT)
             except Gone:
                 # 410 is normal: our version fell out of the server's watch history (etcd
                 # compaction, or we were away too long). client-go relists; so do we.
+                sync_watch_restarted(self.spec.kind, WatchRestart.GONE)
                 return
             except EmptyWatch as exc:
+                sync_watch_restarted(self.spec.kind, WatchRestart.ERROR)
                 self._empty_watches += 1
                 if self._empty_watches >= EMPTY_WATCHES_BEFORE_FAILURE and self._on_failure:
                     await self._on_failure(exc)
                 await self._backoff.wait()
             except TRANSIENT_KUBE_ERRORS as exc:
+                sync_watch_restarted(self.spec.kind, watch_restart_reason(exc))
                 if self._on_failure is not None:
                     await self._on_failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, KubeApiError) else None
@@ -273,6 +278,7 @@ class Informer:
             try:
                 await self.list()
                 self.relists += 1
+                sync_relisted(self.spec.kind)
                 self._backoff.reset()
                 return
             except TRANSIENT_KUBE_ERRORS as exc:
