@@ -12,7 +12,7 @@ PEERS := tests/peers
 PEERS_STAMP := $(PEERS)/node_modules/.installed
 NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
-.PHONY: install install-system graphiql-assets run test bench clean
+.PHONY: install install-system graphiql-assets run test bench clean k8s-tier
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ test: install install-system
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 	$(BIN)/pytest -q
+
+# The real control plane for tests/realk8s (kube-apiserver, controller-manager, scheduler,
+# kubectl, etcd, KWOK), built from the Go module proxy into a cache outside the repository
+# (FLEETGRAPH_K8S_CACHE, default ~/.cache/fleetgraph/k8s) and reused while its versions hold.
+# Not part of `make test` (ten minutes cold); .ci/run builds it and runs pytest tests/realk8s.
+k8s-tier:
+	./tests/realk8s/gobuild/build.sh
 
 # Benchmarks print ratios against floors measured in the same run (see bench/).
 bench: $(STAMP)
