@@ -1,10 +1,12 @@
 """Monthly budgets per team, cost center or namespace: spent, forecast, and crossing alerts.
 
-Spent is the sum of the scope's hourly allocation rows since the start of the UTC month (idle
-has no team and is never in a budget's scope). The forecast extends it to the month's end at
-the trailing 7-day burn rate: the scope's cost over the last 7 days divided by the hours
-actually computed in that window (so a cluster added three days ago is not diluted by four
-days it did not exist), times the hours from the end of the last computed hour to month end.
+Spent is the sum of the scope's final hourly allocation rows since the start of the UTC month
+(idle has no team and is never in a budget's scope; the running hour's provisional figure is
+left out, so an alert never fires on a number that will still change). The forecast extends
+it to the month's end at the trailing 7-day burn rate: the scope's cost over the last 7 days
+divided by the hours actually computed in that window (so a cluster added three days ago is
+not diluted by four days it did not exist), times the hours from the end of the last final
+hour to month end.
 
 A crossing — forecast above amount — is recorded in ``k8s_budget_alerts`` once per budget,
 month and amount (raising the amount re-arms it) and announced with ``pg_notify`` on channel
@@ -147,6 +149,7 @@ spend AS (
       JOIN b ON b.id = sc.budget_id
       JOIN k8s_cost_allocations a
         ON a.cluster_id = sc.cluster_id AND a.granularity = 'hour' AND NOT a.is_idle
+       AND NOT a.provisional
        AND a.period_start >= $6 AND a.period_start < $3
        AND CASE b.scope_kind WHEN 'team' THEN a.team
                              WHEN 'cost_center' THEN a.cost_center
@@ -160,7 +163,7 @@ ledger AS (
            max(h.period_start) AS last_hour
       FROM scope_clusters sc
       JOIN k8s_cost_hours h
-        ON h.cluster_id = sc.cluster_id
+        ON h.cluster_id = sc.cluster_id AND NOT h.provisional
        AND h.period_start >= $6 AND h.period_start < $3
      GROUP BY sc.budget_id
 )

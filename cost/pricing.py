@@ -15,6 +15,11 @@ Resolution order for one cluster and hour:
 
 The first change also pins the sheet that applied before it (from the epoch), so hours before
 the first change keep their price too.
+
+Two kinds of override have the same history semantics: an hourly price per node instance type
+(``k8s_instance_type_prices``, used before capacity times prices) and a GiB-hour price per
+storage class (``k8s_storage_class_prices``, used for a claim's volume before the sheet's
+storage price).
 """
 
 from __future__ import annotations
@@ -168,12 +173,33 @@ SELECT c.id, c.provider, c.price_cpu_core_hour, c.price_memory_gib_hour,
 """
 _EFFECTIVE_SQL = _EFFECTIVE_SELECT + " WHERE c.id = $1"
 _EFFECTIVE_MANY_SQL = _EFFECTIVE_SELECT + " WHERE c.id = ANY($1::uuid[]) AND c.organization_id = $3"
-_INSTANCE_TYPES_SQL = """
-SELECT DISTINCT ON (cluster_id, instance_type) cluster_id, instance_type, hourly_cost
-  FROM k8s_instance_type_prices
- WHERE cluster_id = ANY($1::uuid[]) AND effective_from <= $2
- ORDER BY cluster_id, instance_type, effective_from DESC
-"""
+
+
+
+@dataclass(frozen=True)
+class _Overrides:
+    """One table of per-name price overrides with history (instance types, storage classes)."""
+
+    table: str
+    key: str
+    price: str
+
+    def current_sql(self) -> str:
+        return f"""SELECT DISTINCT ON (cluster_id, {self.key}) cluster_id, {self.key} AS name,
+                          {self.price} AS price
+                     FROM {self.table}
+                    WHERE cluster_id = ANY($1::uuid[]) AND effective_from <= $2
+                    ORDER BY cluster_id, {self.key}, effective_from DESC"""
+
+    def upsert_sql(self) -> str:
+        return f"""INSERT INTO {self.table} (cluster_id, {self.key}, effective_from, {self.price})
+                   VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (cluster_id, {self.key}, effective_from)
+                   DO UPDATE SET {self.price} = EXCLUDED.{self.price}"""
+
+
+INSTANCE_TYPES = _Overrides("k8s_instance_type_prices", "instance_type", "hourly_cost")
+STORAGE_CLASSES = _Overrides("k8s_storage_class_prices", "storage_class", "gib_hour")
 
 
 async def effective_prices(
@@ -232,12 +258,14 @@ async def _pin_baseline(
 
 @dataclass(frozen=True)
 class ClusterPricing:
-    """What ``Cluster.pricing`` shows: the sheet in effect now, its origin, instance prices."""
+    """What ``Cluster.pricing`` shows: the sheet in effect now, its origin, the instance-type
+    (per node-hour) and storage-class (per GiB-hour) prices."""
 
     cluster_id: uuid.UUID
     sheet: PriceSheet
     effective_from: datetime | None
     instance_types: dict[str, Decimal]
+    storage_classes: dict[str, Decimal]
 
 
 async def get_clusters_pricing(
@@ -248,16 +276,21 @@ async def get_clusters_pricing(
     at: datetime,
     book: PriceBook,
 ) -> dict[uuid.UUID, ClusterPricing]:
-    """Pricing at ``at`` for many clusters in two statements (what ``Cluster.pricing``'s
+    """Pricing at ``at`` for many clusters in three statements (what ``Cluster.pricing``'s
     dataloader needs); clusters not in the organization are absent from the answer."""
     rows = await conn.fetch(_EFFECTIVE_MANY_SQL, cluster_ids, at, organization_id)
     owned = [r["id"] for r in rows]
-    instance_types: dict[uuid.UUID, dict[str, Decimal]] = {cid: {} for cid in owned}
-    for r in await conn.fetch(_INSTANCE_TYPES_SQL, owned, at) if owned else []:
-        if r["hourly_cost"]:
-            instance_types[r["cluster_id"]][r["instance_type"]] = r["hourly_cost"]
+    overrides: dict[_Overrides, dict[uuid.UUID, dict[str, Decimal]]] = {}
+    for kind in (INSTANCE_TYPES, STORAGE_CLASSES):
+        found: dict[uuid.UUID, dict[str, Decimal]] = {c: {} for c in owned}
+        overrides[kind] = found
+        for r in await conn.fetch(kind.current_sql(), owned, at) if owned else []:
+            if r["price"] is not None:  # a None row removed the override
+                found[r["cluster_id"]][r["name"]] = r["price"]
     return {
-        r["id"]: ClusterPricing(r["id"], _sheet(r, book), r["h_from"], instance_types[r["id"]])
+        r["id"]: ClusterPricing(r["id"], _sheet(r, book), r["h_from"],
+                                overrides[INSTANCE_TYPES][r["id"]],
+                                overrides[STORAGE_CLASSES][r["id"]])
         for r in rows
     }
 
@@ -289,16 +322,23 @@ async def set_cluster_pricing(
     network_gib: Decimal | None = None,
     currency: str | None = None,
     instance_types: Mapping[str, Decimal | None] | None = None,
+    storage_classes: Mapping[str, Decimal | None] | None = None,
 ) -> ClusterPricing | None:
     """Append a price change taking effect at ``effective_from`` (admin only, checked by the
-    caller). Fields left None keep the value in effect then; an instance type mapped to None
-    drops its override. Also mirrors the sheet onto ``k8s_clusters.price_*`` so the health
-    view's hourly estimate follows. Returns None when the cluster is not the organization's."""
+    caller). Fields left None keep the value in effect then; an instance type or storage
+    class mapped to None drops its override. Also mirrors the sheet onto
+    ``k8s_clusters.price_*`` so the health view's hourly estimate follows. Returns None when
+    the cluster is not the organization's."""
     for name, value in (
         ("cpuCoreHour", cpu_core_hour), ("memoryGibHour", memory_gib_hour),
         ("storageGibHour", storage_gib_hour), ("networkGib", network_gib),
     ):
         if value is not None and value < 0:
+            raise ValueError(f"{name}: a price must not be negative")
+    for name, mapping in (
+        ("instanceTypes", instance_types), ("storageClasses", storage_classes),
+    ):
+        if any(v is not None and v < 0 for v in (mapping or {}).values()):
             raise ValueError(f"{name}: a price must not be negative")
     async with conn.transaction():
         owned = await conn.fetchval(
@@ -337,15 +377,13 @@ async def set_cluster_pricing(
             cluster_id, effective_from, sheet.cpu_core_hour, sheet.memory_gib_hour,
             sheet.storage_gib_hour, sheet.network_gib, sheet.currency,
         )
-        if instance_types:
-            await conn.executemany(
-                """INSERT INTO k8s_instance_type_prices
-                       (cluster_id, instance_type, effective_from, hourly_cost)
-                   VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (cluster_id, instance_type, effective_from)
-                   DO UPDATE SET hourly_cost = EXCLUDED.hourly_cost""",
-                [(cluster_id, name, effective_from, cost) for name, cost in instance_types.items()],
-            )
+        for kind, mapping in ((INSTANCE_TYPES, instance_types),
+                              (STORAGE_CLASSES, storage_classes)):
+            if mapping:
+                await conn.executemany(
+                    kind.upsert_sql(),
+                    [(cluster_id, name, effective_from, price) for name, price in mapping.items()],
+                )
         await conn.execute(
             """UPDATE k8s_clusters SET price_cpu_core_hour = $2, price_memory_gib_hour = $3,
                       price_storage_gib_hour = $4, price_network_gib = $5, updated_at = now()

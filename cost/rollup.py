@@ -4,7 +4,10 @@
 hour: ``k8s_cost_attribution`` hour rows (per namespace, team and cost center — the table the
 views read), and for the hour's UTC day both tables' day rows, rebuilt from all of that day's
 hours so a day always equals the sum of its hours, whatever order hours were (re)computed in.
-The cluster's ``cost_last_hour`` / ``cost_month_to_date`` come from the computed-hours ledger.
+The cluster's ``cost_last_hour`` / ``cost_month_to_date`` come from the computed-hours ledger,
+final hours only: they are the cluster's settled figures, shown beside its inventory, while
+the running hour's provisional figure is what ``costs`` is for. A day row is provisional while
+any of its hours is.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ SELECT cluster_id, namespace, is_idle, team, cost_center, 'hour', period_start, 
 _ALLOCATIONS_DAY = f"""
 INSERT INTO k8s_cost_allocations
     (cluster_id, granularity, period_start, namespace, deployment, team, cost_center, is_idle,
-     pod_count, {_COLUMNS}, computed_at)
+     pod_count, {_COLUMNS}, provisional, computed_at)
 SELECT cluster_id, 'day', $2, namespace, deployment, team, cost_center, is_idle,
-       max(pod_count), {_SUMS}, now()
+       max(pod_count), {_SUMS}, bool_or(provisional), now()
   FROM k8s_cost_allocations
  WHERE cluster_id = $1 AND granularity = 'hour'
    AND period_start >= $2 AND period_start < $2 + interval '1 day'
@@ -83,16 +86,17 @@ async def rollup_hour(conn: asyncpg.Connection, *, cluster_id: uuid.UUID, hour: 
 async def refresh_cluster_totals(
     conn: asyncpg.Connection, *, cluster_id: uuid.UUID, now: datetime
 ) -> None:
-    """``cost_last_hour`` is the latest computed hour's total (idle included: it is what the
-    cluster cost), ``cost_month_to_date`` the sum of this UTC month's computed hours."""
+    """``cost_last_hour`` is the latest final hour's total (idle included: it is what the
+    cluster cost), ``cost_month_to_date`` the sum of this UTC month's final hours."""
     month = floor_day(now).replace(day=1)
     await conn.execute(
         """UPDATE k8s_clusters c SET
                cost_last_hour = (SELECT h.total_cost FROM k8s_cost_hours h
-                                  WHERE h.cluster_id = c.id
+                                  WHERE h.cluster_id = c.id AND NOT h.provisional
                                   ORDER BY h.period_start DESC LIMIT 1),
                cost_month_to_date = (SELECT COALESCE(sum(h.total_cost), 0) FROM k8s_cost_hours h
-                                      WHERE h.cluster_id = c.id AND h.period_start >= $2
+                                      WHERE h.cluster_id = c.id AND NOT h.provisional
+                                        AND h.period_start >= $2
                                         AND h.period_start < $3),
                cost_updated_at = now()
          WHERE c.id = $1""",

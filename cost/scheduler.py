@@ -1,16 +1,23 @@
-"""Keeps every finished hour costed: on the server's loop, shortly after each hour ends.
+"""Keeps every finished hour costed, and the running hour costed so far: on the server's loop.
 
-Each tick (every ``interval_s``) asks PostgreSQL which cluster-hours are missing from the
+Each tick (every ``interval_s``) asks PostgreSQL which cluster-hours have no final row in the
 ``k8s_cost_hours`` ledger — from ``backfill`` ago (7 days by default) or the cluster's
 creation, to the last hour that ended at least ``settle`` ago (so the last samples of the hour
 have arrived) — and computes them newest first, at most ``max_hours_per_tick`` per tick, so a
 server that was down for a week catches up without starving the freshest hour. The same
 query shape means a restart needs no memory of its own: the ledger is the memory.
 
-Late samples: every sample carries ``ingested_at``. A tick looks at samples ingested since the
-previous scan whose hour is already in the ledger, and recomputes the hours whose sample count
-no longer matches what was costed. Counting (rather than comparing times) is immune to the
-race where a sample's transaction started before the hour was computed but committed after.
+The hours after that — the running hour, and one that has ended but not yet settled — are
+computed every tick from the samples so far and marked provisional, so cost shows from a
+cluster's first minute. Once such an hour has settled, its provisional ledger row counts as
+missing and the final figure replaces it.
+
+Late samples: every sample carries ``ingested_at``. A tick looks at the samples ingested since
+the previous scan, finds the final hours they can change (their own hour, and the hours a
+network-counter interval through them spans: ``cost.samples``), and recomputes those whose
+sample count no longer matches what was costed. Counting (rather than comparing times) is
+immune to the race where a sample's transaction started before the hour was computed but
+committed after.
 
 Several replicas: a tick runs only while holding a session advisory lock, so one replica works
 and the others skip; ``compute_hour`` also locks per cluster, so even overlapping ticks would
@@ -32,6 +39,7 @@ import asyncpg
 from cost.allocation import HOUR, LOCK_CLASS, compute_hour, floor_hour
 from cost.budgets import BudgetAlert, detect_all_budget_crossings
 from cost.pricing import PriceBook
+from cost.samples import COUNTER_MAX_GAP, hour_sample_count
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +48,9 @@ _LEADER_KEY = 0
 # Samples ingested this long before the previous scan are looked at again (clock skew margin).
 _SCAN_MARGIN = timedelta(minutes=2)
 
-_MISSING_SQL = """
+# $1 first hour, $2 last hour, $3 limit, $4 organizations (or NULL), $5 only hours without a
+# final ledger row.
+_HOURS_SQL = """
 SELECT c.id AS cluster_id, h.hour
   FROM k8s_clusters c
  CROSS JOIN LATERAL generate_series(
@@ -48,27 +58,55 @@ SELECT c.id AS cluster_id, h.hour
         $2::timestamptz, interval '1 hour') AS h(hour)
  WHERE c.status <> 'disabled'
    AND ($4::uuid[] IS NULL OR c.organization_id = ANY($4::uuid[]))
-   AND NOT EXISTS (SELECT 1 FROM k8s_cost_hours x
-                    WHERE x.cluster_id = c.id AND x.period_start = h.hour)
+   AND NOT ($5 AND EXISTS (SELECT 1 FROM k8s_cost_hours x
+                            WHERE x.cluster_id = c.id AND x.period_start = h.hour
+                              AND NOT x.provisional))
  ORDER BY h.hour DESC, c.id
  LIMIT $3
 """
 
-_STALE_SQL = """
-WITH candidates AS (
-    SELECT DISTINCT m.cluster_id, date_trunc('hour', m.sampled_at, 'UTC') AS hour
+# The final hours that samples ingested since $1 (and taken at or after $2) can change: per
+# pod name, the span from the sample before the earliest fresh one to the sample after the
+# latest (within the counter gap $5), hour by hour.
+_STALE_CANDIDATES_SQL = """
+WITH fresh AS (
+    SELECT m.cluster_id, m.namespace, m.name, min(m.sampled_at) AS first_at,
+           max(m.sampled_at) AS last_at
       FROM k8s_resource_metrics m
      WHERE m.ingested_at >= $1 AND m.level = 'pod' AND m.sampled_at >= $2
+     GROUP BY m.cluster_id, m.namespace, m.name, date_trunc('hour', m.sampled_at, 'UTC')
+),
+spans AS (
+    SELECT f.cluster_id, COALESCE(before.sampled_at, f.first_at) AS lo,
+           COALESCE(after.sampled_at, f.last_at) AS hi
+      FROM fresh f
+      LEFT JOIN LATERAL (
+            SELECT m.sampled_at FROM k8s_resource_metrics m
+             WHERE m.cluster_id = f.cluster_id AND m.level = 'pod'
+               AND m.namespace = f.namespace AND m.name = f.name
+               AND m.sampled_at < f.first_at AND m.sampled_at >= f.first_at - $5::interval
+             ORDER BY m.sampled_at DESC LIMIT 1) before ON true
+      LEFT JOIN LATERAL (
+            SELECT m.sampled_at FROM k8s_resource_metrics m
+             WHERE m.cluster_id = f.cluster_id AND m.level = 'pod'
+               AND m.namespace = f.namespace AND m.name = f.name
+               AND m.sampled_at > f.last_at AND m.sampled_at <= f.last_at + $5::interval
+             ORDER BY m.sampled_at LIMIT 1) after ON true
+),
+candidates AS (
+    SELECT DISTINCT s.cluster_id, h.hour
+      FROM spans s
+     CROSS JOIN LATERAL generate_series(date_trunc('hour', s.lo, 'UTC'),
+                                        date_trunc('hour', s.hi, 'UTC'),
+                                        interval '1 hour') AS h(hour)
 )
-SELECT c.cluster_id, c.hour
+SELECT c.cluster_id, c.hour, h.sample_count
   FROM candidates c
-  JOIN k8s_cost_hours h ON h.cluster_id = c.cluster_id AND h.period_start = c.hour
+  JOIN k8s_cost_hours h
+    ON h.cluster_id = c.cluster_id AND h.period_start = c.hour AND NOT h.provisional
   JOIN k8s_clusters k ON k.id = c.cluster_id
  WHERE ($4::uuid[] IS NULL OR k.organization_id = ANY($4::uuid[]))
-   AND h.sample_count <> (
-        SELECT count(*) FROM k8s_resource_metrics m
-         WHERE m.cluster_id = c.cluster_id AND m.level = 'pod'
-           AND m.sampled_at >= c.hour AND m.sampled_at < c.hour + interval '1 hour')
+   AND c.hour >= $2
  ORDER BY c.hour DESC
  LIMIT $3
 """
@@ -83,12 +121,28 @@ async def missing_hours(
     limit: int,
     organization_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[tuple[uuid.UUID, datetime]]:
-    """Cluster-hours not yet in the ledger within the backfill bound, newest first."""
+    """Settled cluster-hours without a final ledger row within the backfill bound, newest
+    first."""
     last_ready = floor_hour(now - settle) - HOUR
     first = floor_hour(now) - backfill
     if last_ready < first:
         return []
-    rows = await conn.fetch(_MISSING_SQL, first, last_ready, limit, organization_ids)
+    rows = await conn.fetch(_HOURS_SQL, first, last_ready, limit, organization_ids, True)
+    return [(r["cluster_id"], r["hour"]) for r in rows]
+
+
+async def open_hours(
+    conn: asyncpg.Connection,
+    *,
+    now: datetime,
+    settle: timedelta,
+    organization_ids: Sequence[uuid.UUID] | None = None,
+) -> list[tuple[uuid.UUID, datetime]]:
+    """The cluster-hours not settled yet (the running hour, and the one before it while its
+    last samples may still arrive): costed provisionally, newest first."""
+    first = floor_hour(now - settle)
+    last = floor_hour(now)
+    rows = await conn.fetch(_HOURS_SQL, first, last, None, organization_ids, False)
     return [(r["cluster_id"], r["hour"]) for r in rows]
 
 
@@ -100,16 +154,25 @@ async def stale_hours(
     limit: int,
     organization_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[tuple[uuid.UUID, datetime]]:
-    """Computed cluster-hours that received samples after they were costed."""
-    rows = await conn.fetch(_STALE_SQL, ingested_since, not_before, limit, organization_ids)
-    return [(r["cluster_id"], r["hour"]) for r in rows]
+    """Final cluster-hours whose samples changed after they were costed."""
+    candidates = await conn.fetch(
+        _STALE_CANDIDATES_SQL, ingested_since, not_before, limit, organization_ids,
+        COUNTER_MAX_GAP,
+    )
+    return [
+        (r["cluster_id"], r["hour"]) for r in candidates
+        if await hour_sample_count(conn, cluster_id=r["cluster_id"], hour=r["hour"])
+        != r["sample_count"]
+    ]
 
 
 @dataclass
 class TickReport:
-    """What one tick did; ``skipped`` when another replica held the lead."""
+    """What one tick did; ``skipped`` when another replica held the lead. ``computed`` and
+    ``recomputed`` are final hours, ``provisional`` the open ones costed so far."""
 
     computed: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
+    provisional: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
     recomputed: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
     failed: list[tuple[uuid.UUID, datetime]] = field(default_factory=list)
     alerts: list[BudgetAlert] = field(default_factory=list)
@@ -177,7 +240,7 @@ class CostScheduler:
                 await asyncio.wait_for(self._stopping.wait(), self.interval_s)
 
     async def run_once(self, now: datetime | None = None) -> TickReport:
-        """One tick: missing hours, late-sample recomputes, budget crossings."""
+        """One tick: missing hours, late-sample recomputes, open hours, budget crossings."""
         moment = now or self.clock()
         report = TickReport()
         async with self.pool.acquire() as conn:
@@ -203,11 +266,19 @@ class CostScheduler:
             conn, ingested_since=since, not_before=floor_hour(now) - self.backfill,
             limit=self.max_hours_per_tick, organization_ids=self.organization_ids,
         )
-        for batch, done in ((missing, report.computed), (stale, report.recomputed)):
+        open_now = await open_hours(
+            conn, now=now, settle=self.settle, organization_ids=self.organization_ids
+        )
+        for batch, done, provisional in (
+            (missing, report.computed, False),
+            (stale, report.recomputed, False),
+            (open_now, report.provisional, True),
+        ):
             for cluster_id, hour in batch:
                 try:
                     await compute_hour(
-                        conn, cluster_id=cluster_id, hour=hour, book=self.book, now=now
+                        conn, cluster_id=cluster_id, hour=hour, book=self.book, now=now,
+                        provisional=provisional,
                     )
                     done.append((cluster_id, hour))
                 except Exception:

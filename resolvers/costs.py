@@ -120,6 +120,7 @@ async def set_cluster_pricing(
     *,
     prices: Mapping[str, Decimal | None],
     instance_types: Mapping[str, Decimal | None] | None,
+    storage_classes: Mapping[str, Decimal | None] | None = None,
     currency: str | None,
 ) -> pricing_engine.ClusterPricing:
     principal = ctx.require(Role.ADMIN)
@@ -128,7 +129,11 @@ async def set_cluster_pricing(
             result = await pricing_engine.set_cluster_pricing(
                 conn, organization_id=principal.organization_id, cluster_id=cluster_id,
                 effective_from=request_now(ctx), book=price_book(ctx),
-                instance_types=instance_types, currency=currency, **prices,
+                instance_types=instance_types, storage_classes=storage_classes,
+                currency=currency, cpu_core_hour=prices.get("cpu_core_hour"),
+                memory_gib_hour=prices.get("memory_gib_hour"),
+                storage_gib_hour=prices.get("storage_gib_hour"),
+                network_gib=prices.get("network_gib"),
             )
         except ValueError as exc:
             raise _bad_input(exc) from None

@@ -13,11 +13,15 @@ Nodes (both whole hour):
 Namespaces: shop (team alpha, cost center cc-100), search (beta, cc-200),
 kube-system (beta, cc-200).
 
-Pods in H (cost = max(request, avg usage) x price x fraction of the hour):
+Pods in H (cost = the average over the hour's samples of max(request, usage), OpenCost's rule,
+x price x fraction of the hour; no samples: the request). Every pod below is either above its
+request in every sample or below it in every sample, so the figures are the same as under the
+old rule, max(request, average usage):
   shop/web-1     deploy web, 1 core 2 GiB, whole hour, usage 0.5 core 1 GiB, storage 10 GiB,
                  tx counter 0 -> 2 GiB: cpu 1.00, mem 0.20, storage 0.10, network 0.10 = 1.40
-  shop/web-2     deploy web, 1 core 2 GiB, starts 10:30 (half hour), usage 2 cores 3 GiB
-                 (above its request): cpu 2 x 0.5 = 1.00, mem 3 x 0.10 x 0.5 = 0.15 = 1.15
+  shop/web-2     deploy web, 1 core 2 GiB, starts 10:30 (half hour), samples 1.5 and 2.5 cores,
+                 2.5 and 3.5 GiB (above its request): max per sample averaged = 2 cores 3 GiB:
+                 cpu 2 x 0.5 = 1.00, mem 3 x 0.10 x 0.5 = 0.15 = 1.15
   shop/batch-1   no deployment, labels team=beta cost-center=cc-300 (override the namespace),
                  1 core 2 GiB, created 09:00, deleted 10:30, no samples (request):
                  cpu 0.50, mem 0.10 = 0.60

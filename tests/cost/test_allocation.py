@@ -19,7 +19,8 @@ import pytest
 from cost.allocation import compute_hour
 from cost.query import CostRow, GroupBy, ShareMode, query_costs
 from tests.clock import FIRST_OF_MONTH, INSTANTS, LAST_OF_MONTH, MID_MONTH, NEW_YEARS_EVE
-from tests.cost.scenario import BOOK, Scenario, build_scenario
+from tests.cost.helpers import one_node_cluster
+from tests.cost.scenario import BOOK, Scenario, build_scenario, yesterday_10
 
 D = Decimal
 HOUR = timedelta(hours=1)
@@ -151,6 +152,51 @@ async def test_shared_namespace_split_even_and_weighted(
         share_idle=True,
     )
     assert _totals(both, "namespace") == {"shop": D("5.375"), "search": D("2.825")}
+
+
+async def test_even_sharing_gives_each_row_of_the_grouping_an_equal_part(
+    db_pool: asyncpg.Pool, scenario: Scenario
+) -> None:
+    # Grouped by team, kube-system's 0.65 goes to the teams that receive: alpha (shop's web,
+    # 2.55) and beta (search's api 1.40 and shop's batch-1 0.60, by its label), 0.325 each:
+    # alpha 2.55 + 0.325 = 2.875; beta 2.65 - 0.65 (kube-system itself) + 0.325 = 2.325.
+    # (Split per receiving namespace, shop's half would have been cut by cost between alpha
+    # and beta: alpha 2.813095, beta 2.386905.)
+    rows = await _costs(db_pool, scenario, group_by=[GroupBy.TEAM],
+                        shared_namespaces=["kube-system"], share_mode=ShareMode.EVEN)
+    assert _totals(rows, "team") == {"alpha": D("2.875"), "beta": D("2.325"), "__idle__": D("3")}
+    assert {r.team: r.shared_cost for r in rows if not r.is_idle} == {
+        "alpha": D("0.325"), "beta": D("0.325")}
+
+
+async def test_idle_of_a_resource_nothing_allocated_stays_an_idle_row(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """A node of 2 cores and 4 GiB (cpu 2.00 + memory 0.40 an hour); its one pod requests a
+    core and no memory. Asked to share idle, CPU idle (1.00) goes to the pod's namespace by
+    CPU cost; memory idle (0.40) has nothing to go by and stays the idle row's."""
+    hour = yesterday_10(MID_MONTH)
+    async with db_pool.acquire() as conn:
+        org, cluster = await one_node_cluster(conn, created_at=hour - timedelta(days=1),
+                                              cores=2, memory_gib=4)
+        await conn.execute(
+            """INSERT INTO k8s_pods (cluster_id, uid, namespace, name, node_name, phase,
+                   requests_cpu_cores, requests_memory_bytes, created_at)
+               VALUES ($1, 'p', 'app', 'p', 'n', 'Running', 1, 0, $2)""",
+            cluster, hour - timedelta(days=1),
+        )
+        await compute_hour(conn, cluster_id=cluster, hour=hour, book=BOOK, now=MID_MONTH)
+        rows = await query_costs(conn, organization_id=org, start=hour, end=hour + HOUR,
+                                 group_by=[GroupBy.NAMESPACE], share_idle=True)
+    app, idle = rows
+    # app: its own cpu 1.00 + all of the CPU idle 1.00 = 2.00.
+    assert (app.namespace, app.cpu_cost, app.idle_cost, app.total_cost) == (
+        "app", D("1"), D("1"), D("2"))
+    # The idle row keeps memory only: 4 GiB-hours, 0.40. (Spread by total cost instead, the
+    # memory idle would have gone to app too.)
+    assert (idle.is_idle, idle.cpu_cost, idle.memory_cost, idle.total_cost) == (
+        True, D("0"), D("0.4"), D("0.4"))
+    assert (idle.cpu_core_hours, idle.memory_gib_hours) == (D("0"), D("4"))
 
 
 async def test_shared_namespace_marks_are_used_by_default_and_scoped_to_org(
