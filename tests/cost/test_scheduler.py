@@ -21,7 +21,7 @@ from tests.clock import (
     FrozenClock,
     at_each_instant,
 )
-from tests.cost.helpers import BOOK, one_node_cluster
+from tests.cost.helpers import BOOK, GIB, one_node_cluster
 
 D = Decimal
 HOUR = timedelta(hours=1)
@@ -226,3 +226,46 @@ async def test_the_running_hour_is_provisional_then_final(
     async with db_pool.acquire() as conn:
         assert await conn.fetchval(
             "SELECT cost_last_hour FROM k8s_clusters WHERE id = $1", cluster) == D("1")
+
+
+async def test_a_late_sample_in_the_next_hour_recomputes_the_hour_its_delta_reaches(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """The counter's first sample after an hour carries bytes sent in that hour; arriving
+    after the hour was made final, it still reaches it (and only the hours it spans)."""
+    h = floor_hour(MID_MONTH) - 3 * HOUR  # 09:00; the clock reads 12:00
+    async with db_pool.acquire() as conn:
+        org, cluster = await one_node_cluster(conn, created_at=h - timedelta(days=1))
+        await conn.execute(
+            """INSERT INTO k8s_pods (cluster_id, uid, namespace, name, node_name, phase,
+                   requests_cpu_cores, created_at, start_time)
+               VALUES ($1, 'p', 'app', 'p', 'n', 'Running', 0, $2, $2)""",
+            cluster, h - timedelta(days=1),
+        )
+        await conn.execute(
+            """INSERT INTO k8s_resource_metrics (cluster_id, level, namespace, name, sampled_at,
+                   network_tx_bytes) VALUES ($1, 'pod', 'app', 'p', $2, 0)""",
+            cluster, h + timedelta(minutes=50),
+        )
+    scheduler = CostScheduler(db_pool, book=BOOK, backfill=BACKFILL, settle=SETTLE,
+                              budget_alerts=False, organization_ids=[org])
+    await scheduler.run_once(MID_MONTH)
+    async with db_pool.acquire() as conn:
+        # 10:10, 2 GiB: 20 minutes after the 09:50 sample, 10 of them in 09:00.
+        await conn.execute(
+            """INSERT INTO k8s_resource_metrics (cluster_id, level, namespace, name, sampled_at,
+                   network_tx_bytes) VALUES ($1, 'pod', 'app', 'p', $2, $3)""",
+            cluster, h + timedelta(minutes=70), 2 * GIB,
+        )
+    tick = await scheduler.run_once(MID_MONTH)
+    assert sorted(tick.recomputed) == [(cluster, h), (cluster, h + HOUR)]
+    async with db_pool.acquire() as conn:
+        network = await conn.fetch(
+            """SELECT period_start, network_cost FROM k8s_cost_hours
+                 JOIN k8s_cost_allocations a USING (cluster_id, period_start)
+                WHERE cluster_id = $1 AND a.granularity = 'hour' AND a.namespace = 'app'
+                ORDER BY period_start""", cluster)
+    # 1 GiB each side of 10:00, at 0.05.
+    assert {r["period_start"]: r["network_cost"] for r in network}[h] == D("0.05")
+    assert {r["period_start"]: r["network_cost"] for r in network}[h + HOUR] == D("0.05")
+    assert (await scheduler.run_once(MID_MONTH)).recomputed == []
