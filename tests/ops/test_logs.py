@@ -11,13 +11,17 @@ import signal
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 
 from app.logs import bind_cluster, configure_logging
 from app.vault import generate_key
+from kubesim import KubeSim
 from tests.ops.process import FLEETGRAPH, environment, free_port
+from tests.sync.conftest import running_sync
+from tests.sync.factories import make_vault, register_cluster
 
 
 @pytest.fixture
@@ -120,3 +124,17 @@ def test_the_kubernetes_client_never_logs_below_info(captured: io.StringIO) -> N
     configure_logging(fmt="json", level="DEBUG", stream=captured)
     logging.getLogger("kubernetes_asyncio.client.rest").debug("response body: a Secret")
     assert "a Secret" not in captured.getvalue()
+
+
+async def test_a_cluster_sync_logs_with_its_cluster_id(
+    captured: io.StringIO, db_pool: asyncpg.Pool
+) -> None:
+    vault = make_vault()
+    async with KubeSim.start(fleet="small", seed=6) as sim:
+        async with db_pool.acquire() as conn:
+            cluster_id = await register_cluster(conn, vault, server=sim.url, token=sim.token)
+        async with running_sync(db_pool, vault, cluster_id):
+            pass
+    [synced] = [line for line in _lines(captured)
+                if line["message"] == f"cluster {cluster_id} synced"]
+    assert synced["cluster_id"] == str(cluster_id) and synced["logger"] == "sync.cluster_sync"

@@ -4,6 +4,7 @@ GraphQL requests over HTTP and WebSocket, with sane values and no unbounded labe
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -11,9 +12,12 @@ import httpx
 import pytest
 
 from app.db import MeteredPool, close_pool, create_pool
+from kubesim import KubeSim
 from tests.api import Api, running_api
 from tests.graph.ws import open_subscription
 from tests.ops.scrape import BOUNDED_LABEL, Scrape, scrape
+from tests.sync.conftest import eventually, running_sync
+from tests.sync.factories import make_vault, register_cluster
 
 # A marker no label may ever carry: it is in the query text (as an alias) and in a variable.
 LEAKY = "leakyAliasName"
@@ -167,3 +171,64 @@ async def test_the_pool_counts_callers_waiting_for_a_connection(database_url: st
             assert pool.waiting == 0
     finally:
         await close_pool(pool)
+
+
+async def test_a_cluster_sync_is_measured_by_cluster_id(
+    ops_api: Api, db_pool: asyncpg.Pool
+) -> None:
+    vault = make_vault()
+    name = "tenant-chosen-name"
+    async with KubeSim.start(fleet="small", seed=4) as sim:
+        async with db_pool.acquire() as conn:
+            cluster_id = await register_cluster(conn, vault, server=sim.url, token=sim.token,
+                                                org_id=ops_api.a.org_id, name=name)
+        label = str(cluster_id)
+        async with running_sync(db_pool, vault, cluster_id):
+            sim.fleet.step(seconds=120)  # pods and deployments move: watch events
+
+            async def measured() -> Scrape:
+                return await scrape(ops_api.http)
+
+            await eventually(measured, lambda s: (
+                s.value("fleetgraph_sync_events_applied_total", cluster_id=label, kind="pods") > 0
+                and s.value("fleetgraph_sync_flush_batch_size_count", cluster_id=label) >= 2),
+                within=20)
+            sim.faults.force_410(1)  # the next watch is told its version is gone
+            sim.faults.cut_watches(1)  # and one stream is cut mid-event
+            sim.fleet.step(seconds=120)
+            found = await eventually(measured, lambda s: (
+                sum(x.value for x in s.matching("fleetgraph_sync_relists_total",
+                                                cluster_id=label)) >= 1
+                and sum(x.value for x in s.matching("fleetgraph_sync_watch_restarts_total",
+                                                    cluster_id=label, reason="cut")) >= 1
+                and s.value("fleetgraph_cluster_sync_state", cluster_id=label,
+                            state="active") == 1), within=30)
+
+    restarts = found.matching("fleetgraph_sync_watch_restarts_total", cluster_id=label)
+    assert {s.labels["reason"] for s in restarts} <= {"gone", "cut", "error"}
+    assert sum(s.value for s in restarts if s.labels["reason"] == "gone") >= 1
+    flushes = found.value("fleetgraph_sync_flush_batch_size_count", cluster_id=label)
+    assert flushes >= 2  # the listed snapshot, then the watched changes
+    # every listed object went through a flush at least once
+    listed = sum(s.value for s in found.matching("fleetgraph_cluster_listed_objects",
+                                                 cluster_id=label))
+    assert listed > 50
+    assert found.value("fleetgraph_sync_flush_batch_size_sum", cluster_id=label) >= listed
+    assert found.value("fleetgraph_sync_flush_duration_seconds_count", cluster_id=label) == flushes
+    lags = found.value("fleetgraph_sync_change_commit_lag_seconds_count", cluster_id=label)
+    assert 1 <= lags <= flushes
+    lag = found.value("fleetgraph_sync_change_commit_lag_seconds_sum", cluster_id=label)
+    assert 0 < lag / lags < 10  # seconds, on average
+    synced_at = found.value("fleetgraph_cluster_last_successful_sync_timestamp_seconds",
+                            cluster_id=label)
+    assert abs(time.time() - synced_at) < 120
+    assert found.value("fleetgraph_cluster_metrics_api_available", cluster_id=label) == 1
+    assert sum(found.value("fleetgraph_cluster_sync_state", cluster_id=label, state=state)
+               for state in ("pending", "active", "unreachable", "disabled")) == 1
+    assert name not in found.label_values()
+
+    async with db_pool.acquire() as conn:
+        await conn.execute("DELETE FROM k8s_clusters WHERE id = $1", cluster_id)
+    await scrape(ops_api.http)  # this scrape sees it gone and drops its series
+    after = await scrape(ops_api.http)
+    assert not [s for s in after.samples if s.labels.get("cluster_id") == label]
