@@ -183,8 +183,10 @@ async def test_a_cluster_sync_is_measured_by_cluster_id(
             cluster_id = await register_cluster(conn, vault, server=sim.url, token=sim.token,
                                                 org_id=ops_api.a.org_id, name=name)
         label = str(cluster_id)
+        fleet = sim.fleet
+        assert fleet is not None
         async with running_sync(db_pool, vault, cluster_id):
-            sim.fleet.step(seconds=120)  # pods and deployments move: watch events
+            fleet.step(seconds=120)  # pods and deployments move: watch events
 
             async def measured() -> Scrape:
                 return await scrape(ops_api.http)
@@ -195,7 +197,7 @@ async def test_a_cluster_sync_is_measured_by_cluster_id(
                 within=20)
             sim.faults.force_410(1)  # the next watch is told its version is gone
             sim.faults.cut_watches(1)  # and one stream is cut mid-event
-            sim.fleet.step(seconds=120)
+            fleet.step(seconds=120)
             found = await eventually(measured, lambda s: (
                 sum(x.value for x in s.matching("fleetgraph_sync_relists_total",
                                                 cluster_id=label)) >= 1
