@@ -1,11 +1,16 @@
-"""How fast the graph serves a ~10,000-pod tree, against an honest floor.
+"""How fast the graph serves a ~10,000-pod tree, against a lean floor over HTTP.
 
-The floor is the least any server could do for the same answer: the same rows read with
-asyncpg (one statement per level, the same columns the GraphQL query asks for) and serialised
-with orjson into the same nested edges/node shape. The ratio printed is what GraphQL execution,
-Strawberry objects, dataloaders and HTTP cost on top; a profile shows where it goes.
+Both servers run in processes of their own: ``fleetgraph serve`` (with its planned path) and
+the floor (``bench.floor_server``: Starlette + asyncpg + orjson, one statement per level, no
+GraphQL), on the same database, and the two answers are checked byte for byte before anything
+is timed. Measured, each against the floor in the same run:
 
-    PYTHONPATH=. .venv/bin/python bench/bench_graph.py [--clusters 5] [--runs 7]
+- the full tree and the one-namespace query, median of sequential requests (the client is
+  this process, not the server's);
+- the one-namespace query under 8 concurrent connections, by ``wrk`` (Debian's) in its own
+  process, in requests per second.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_graph.py [--runs 15] [--seconds 10]
 
 Uses ``DATABASE_URL`` when set, else an embedded PostgreSQL in a temporary folder; either way
 it works in a scratch database it drops at the end. Rows are generated directly in SQL.
@@ -15,26 +20,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import functools
-import io
-import pstats
+import contextlib
+import os
+import re
+import shutil
+import socket
 import statistics
+import sys
+import tempfile
 import time
-import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
+import httpx
 import orjson
 
 from app.db import create_pool
+from app.tenancy import create_organization, create_token
 from schema.relay import to_global_id
-from tests.api import Api, running_api
 from tests.databases import bench_database
 
-NAMESPACES, DEPLOYMENTS, PODS = 10, 10, 20  # per cluster, namespace, deployment
+CLUSTERS, NAMESPACES, DEPLOYMENTS, PODS = 5, 10, 10, 20  # per org, cluster, namespace, deployment
 
 GENERATE = """
 WITH cl AS (
@@ -61,136 +67,146 @@ SELECT dep.cluster_id, gen_random_uuid()::text, dep.namespace,
 """
 
 POD_FIELDS = "name phase restartCount nodeName requests { cpuCores memoryBytes }"
-FULL_TREE = f"""{{ clusters(first: 50) {{ edges {{ node {{ name
-  namespaces(first: {NAMESPACES}) {{ edges {{ node {{ name
-    deployments(first: {DEPLOYMENTS}) {{ edges {{ node {{ name
-      pods(first: {PODS}) {{ edges {{ node {{ {POD_FIELDS} }} }} }} }} }} }} }} }} }} }} }} }} }}"""
-ONE_NAMESPACE = f"""query($id: ID!) {{ node(id: $id) {{ ... on Namespace {{ name
-  deployments(first: {DEPLOYMENTS}) {{ edges {{ node {{ name
-    pods(first: {PODS}) {{ edges {{ node {{ {POD_FIELDS} }} }} }} }} }} }} }} }} }}"""
+FULL_TREE = (
+    f"{{ clusters(first: {CLUSTERS}) {{ edges {{ node {{ name "
+    f"namespaces(first: {NAMESPACES}) {{ edges {{ node {{ name "
+    f"deployments(first: {DEPLOYMENTS}) {{ edges {{ node {{ name "
+    f"pods(first: {PODS}) {{ edges {{ node {{ {POD_FIELDS} " + "}" * 13)
+ONE_NAMESPACE = (
+    "query($id: ID!) { node(id: $id) { ... on Namespace { name "
+    f"deployments(first: {DEPLOYMENTS}) {{ edges {{ node {{ name "
+    f"pods(first: {PODS}) {{ edges {{ node {{ {POD_FIELDS} }} }} }} }} }} }} }} }} }}")
 
-# The floor's reads: the same rows and columns, one statement per level.
-FLOOR_SQL = {
-    "clusters": "SELECT id, name FROM k8s_clusters WHERE organization_id = $1 ORDER BY name",
-    "namespaces": "SELECT n.cluster_id, n.name FROM k8s_namespaces n JOIN k8s_clusters c "
-                  "ON c.id = n.cluster_id WHERE c.organization_id = $1 AND n.deleted_at IS NULL "
-                  "AND ($2::text IS NULL OR n.name = $2) ORDER BY n.name",
-    "deployments": "SELECT d.cluster_id, d.namespace, d.name, d.replicas_desired "
-                   "FROM k8s_deployments d JOIN k8s_clusters c ON c.id = d.cluster_id "
-                   "WHERE c.organization_id = $1 AND d.deleted_at IS NULL "
-                   "AND ($2::text IS NULL OR d.namespace = $2) ORDER BY d.name",
-    "pods": "SELECT p.cluster_id, p.namespace, p.deployment_name, p.name, p.phase, "
-            "p.restart_count, p.node_name, p.requests_cpu_cores, p.requests_memory_bytes "
-            "FROM k8s_pods p JOIN k8s_clusters c ON c.id = p.cluster_id "
-            "WHERE c.organization_id = $1 AND p.deleted_at IS NULL "
-            "AND ($2::text IS NULL OR p.namespace = $2) ORDER BY p.name",
-}
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+wrk.body = [[%s]]
+"""
 
 
-def _edges(nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"edges": [{"node": n} for n in nodes]}
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
-async def floor(pool: asyncpg.Pool, org_id: uuid.UUID, namespace: str | None) -> bytes:
-    """The same answer, built by hand: asyncpg rows nested with dicts, then orjson."""
-    async with pool.acquire() as conn:
-        rows = {level: await conn.fetch(sql, org_id) if level == "clusters"
-                else await conn.fetch(sql, org_id, namespace)
-                for level, sql in FLOOR_SQL.items()}
-    pods: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for p in rows["pods"]:
-        pods[(p["cluster_id"], p["namespace"], p["deployment_name"])].append({
-            "name": p["name"], "phase": p["phase"].upper(), "restartCount": p["restart_count"],
-            "nodeName": p["node_name"],
-            "requests": {"cpuCores": float(p["requests_cpu_cores"]),
-                         "memoryBytes": str(p["requests_memory_bytes"])}})  # Long
-    deployments: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for d in rows["deployments"]:
-        key = (d["cluster_id"], d["namespace"], d["name"])
-        deployments[(d["cluster_id"], d["namespace"])].append(
-            {"name": d["name"], "pods": _edges(pods[key])})
-    namespaces: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    for n in rows["namespaces"]:
-        namespaces[n["cluster_id"]].append(
-            {"name": n["name"], "deployments": _edges(deployments[(n["cluster_id"], n["name"])])})
-    if namespace is not None:
-        return orjson.dumps({"data": {"node": namespaces[rows["clusters"][0]["id"]][0]}})
-    clusters = [{"name": c["name"], "namespaces": _edges(namespaces[c["id"]])}
-                for c in rows["clusters"]]
-    return orjson.dumps({"data": {"clusters": _edges(clusters)}})
+@contextlib.asynccontextmanager
+async def _floor(url: str, org_id: Any) -> AsyncIterator[str]:
+    """``bench.floor_server`` in its own process, on a free port."""
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.floor_server", "--port", str(port), "--database-url", url,
+        "--organization", str(org_id),
+        "--limits", f"{CLUSTERS},{NAMESPACES},{DEPLOYMENTS},{PODS}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    await http.post("/graphql", content=b"{}")
+                    break
+                await asyncio.sleep(0.05)
+        yield base
+    finally:
+        process.terminate()
+        await process.wait()
 
 
-async def median_seconds(action: Callable[[], Awaitable[Any]], runs: int) -> float:
-    await action()  # warm caches and prepared statements
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        await action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-async def _post(api: Api, query: str, variables: dict[str, Any]) -> bytes:
-    response = await api.http.post("/graphql", json={"query": query, "variables": variables},
-                                   headers={"Authorization": f"Bearer {api.a.tokens['viewer']}"})
-    assert b'"errors"' not in response.content, response.content[:500]
+async def _post(http: httpx.AsyncClient, token: str, body: bytes) -> bytes:
+    response = await http.post("/graphql", content=body, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert b'"errors"' not in response.content[:300], response.content[:300]
     return response.content
 
 
-async def _profile(api: Api, query: str) -> str:
-    profiler = cProfile.Profile()
-    profiler.enable()
-    await _post(api, query, {})
-    profiler.disable()
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
-    return "\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip())
+async def _median_ms(http: httpx.AsyncClient, token: str, body: bytes, runs: int) -> float:
+    for _ in range(3):  # warm plans, caches and prepared statements
+        await _post(http, token, body)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await _post(http, token, body)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
 
 
-async def _bench(url: str, *, clusters: int, runs: int) -> None:
+async def _wrk(base: str, token: str, body: bytes, seconds: float) -> float:
+    """Requests per second at 8 connections, by ``wrk`` in its own process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (token, body.decode()))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "wrk", "-t2", "-c8", f"-d{seconds:g}s", "-s", script.name, f"{base}/graphql",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out = (await process.communicate())[0].decode()
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise AssertionError(out)
+    found = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    assert found is not None, out
+    return float(found.group(1))
+
+
+async def _bench(url: str, *, runs: int, seconds: float) -> None:
+    from bench.bench_loop import _server
+
     pool = await create_pool(url, max_size=4)
     try:
-        async with running_api(url, pool, slug_prefix="bench") as api:
-            org = api.a.org_id
-            await pool.execute(GENERATE, org, clusters, NAMESPACES, DEPLOYMENTS, PODS)
-            await pool.execute("ANALYZE")
-            ns_row = await pool.fetchrow(
-                "SELECT n.id, n.name FROM k8s_namespaces n JOIN k8s_clusters c "
-                "ON c.id = n.cluster_id WHERE c.organization_id = $1 ORDER BY c.name, n.name "
-                "LIMIT 1", org)
-            ns_vars = {"id": str(to_global_id("Namespace", ns_row["id"]))}
-            pods = clusters * NAMESPACES * DEPLOYMENTS * PODS
-            answer = orjson.loads(await _post(api, FULL_TREE, {}))
-            shown = sum(len(d["node"]["pods"]["edges"])
-                        for c in answer["data"]["clusters"]["edges"]
-                        for n in c["node"]["namespaces"]["edges"]
-                        for d in n["node"]["deployments"]["edges"])
-            assert shown == pods, (shown, pods)
-            print(f"fleet: {clusters} clusters, {pods} pods ({runs} runs each, median)")
-            cases: list[tuple[str, str, dict[str, Any], str | None]] = [
-                ("full tree", FULL_TREE, {}, None),
-                ("one namespace", ONE_NAMESPACE, ns_vars, ns_row["name"]),
-            ]
-            for label, query, variables, namespace in cases:
-                graph = await median_seconds(functools.partial(_post, api, query, variables),
-                                             runs)
-                low = await median_seconds(functools.partial(floor, pool, org, namespace), runs)
-                print(f"{label:>14}: graph {graph * 1000:8.1f} ms   floor {low * 1000:7.1f} ms"
-                      f"   ratio {graph / low:5.1f}x")
-            print("\nprofile of one full-tree request (server and client share this process; "
-                  "top 15 by own time):")
-            print(await _profile(api, FULL_TREE))
+        async with pool.acquire() as conn:
+            org = await create_organization(conn, slug="graph", name="Graph")
+            token = (await create_token(conn, org_slug="graph", role="viewer")).token
+        await pool.execute(GENERATE, org, CLUSTERS, NAMESPACES, DEPLOYMENTS, PODS)
+        await pool.execute("ANALYZE")
+        ns_id = await pool.fetchval(
+            "SELECT n.id FROM k8s_namespaces n JOIN k8s_clusters c ON c.id = n.cluster_id "
+            "WHERE c.organization_id = $1 ORDER BY c.name, n.name LIMIT 1", org)
+        cases = {
+            "full tree": orjson.dumps({"query": FULL_TREE, "variables": {}}),
+            "one namespace": orjson.dumps({"query": ONE_NAMESPACE, "variables": {
+                "id": str(to_global_id("Namespace", ns_id))}}),
+        }
+        pods = CLUSTERS * NAMESPACES * DEPLOYMENTS * PODS
+        print(f"fleet: {CLUSTERS} clusters, {pods} pods; medians of {runs} sequential requests, "
+              f"then {seconds:g} s of wrk at 8 connections")
+        async with _server(url) as graph_base, _floor(url, org) as floor_base, \
+                httpx.AsyncClient(base_url=graph_base, timeout=60) as graph, \
+                httpx.AsyncClient(base_url=floor_base, timeout=60) as floor:
+            for label, body in cases.items():
+                ours, lean = await _post(graph, token, body), await _post(floor, token, body)
+                assert ours == lean, f"{label}: the floor does not serve the same bytes"
+                print(f"{label}: {len(ours):,} bytes, identical on both servers")
+            for label, body in cases.items():
+                ours_ms = await _median_ms(graph, token, body, runs)
+                floor_ms = await _median_ms(floor, token, body, runs)
+                print(f"{label:>14} median: graph {ours_ms:7.1f} ms   floor {floor_ms:7.1f} ms"
+                      f"   ratio {ours_ms / floor_ms:4.2f}x (goal <= 1.5x for the full tree)")
+            if shutil.which("wrk") is None:
+                print("wrk is not installed (apt-get install wrk): no concurrent figures")
+                return
+            body = cases["one namespace"]
+            ours_rps = await _wrk(graph_base, token, body, seconds)
+            floor_rps = await _wrk(floor_base, token, body, seconds)
+            print(f" one namespace, 8 connections: graph {ours_rps:7.1f} req/s   floor "
+                  f"{floor_rps:7.1f} req/s   ratio {ours_rps / floor_rps:4.2f}x (goal >= 0.5x)")
+            body = cases["full tree"]
+            ours_rps = await _wrk(graph_base, token, body, seconds)
+            floor_rps = await _wrk(floor_base, token, body, seconds)
+            print(f"     full tree, 8 connections: graph {ours_rps:7.1f} req/s   floor "
+                  f"{floor_rps:7.1f} req/s   ratio {ours_rps / floor_rps:4.2f}x")
     finally:
         await pool.close()
 
 
 async def _main(args: argparse.Namespace) -> None:
     async with bench_database("fg_bench") as url:
-        await _bench(url, clusters=args.clusters, runs=args.runs)
+        await _bench(url, runs=args.runs, seconds=args.seconds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clusters", type=int, default=5)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=10)
     asyncio.run(_main(parser.parse_args()))

@@ -23,8 +23,10 @@ from typing import Any
 
 from graphql import (
     GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
     GraphQLID,
+    GraphQLInt,
     GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
@@ -51,6 +53,7 @@ from resolvers.inventory.spec import (
 )
 
 MAX_CACHED_OPERATIONS = 256
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 STRAWBERRY_DEFINITION = "strawberry-definition"
 
 
@@ -113,6 +116,8 @@ def _leaf(type_: GraphQLOutputType) -> Build:
     serialize = named.serialize  # type: ignore[union-attr]
     verbatim: type | None = (str if named in (GraphQLString, GraphQLID)
                              else bool if named is GraphQLBoolean else None)
+    # An enum member always serialises to the same name: remembered, not looked up per row.
+    names: dict[Any, Any] | None = {} if isinstance(named, GraphQLEnumType) else None
 
     def finish(value: Any) -> Any:
         if value is None:
@@ -121,9 +126,15 @@ def _leaf(type_: GraphQLOutputType) -> Build:
             return None
         if type(value) is verbatim:
             return value
+        if named is GraphQLInt and type(value) is int and _INT_MIN <= value <= _INT_MAX:
+            return value  # what serialize_int answers for an int in range
+        if names is not None and value in names:
+            return names[value]
         out = serialize(value)
         if out is None or out is Undefined:
             raise Unplanned
+        if names is not None:
+            names[value] = out
         return out
 
     return finish
