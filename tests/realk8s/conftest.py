@@ -83,6 +83,7 @@ def control_plane() -> Iterator[ControlPlane]:
                     f"(about ten minutes cold on two cores, a second once cached)", pytrace=False)
     plane = ControlPlane.start(bin_dir)
     try:
+        plane.grant_watched_cluster_rbac()
         yield plane
     finally:
         plane.stop()

@@ -13,8 +13,13 @@ with a static token file for its users:
 * ``system:kube-controller-manager`` and ``system:kube-scheduler``: the bootstrap RBAC
   identities those components have in a real cluster (the controller manager runs each
   controller under its own service account, as kubeadm clusters do);
-* ``fleetgraph``: the sync, bound to a read-only ClusterRole (:data:`SYNC_CLUSTER_ROLE`);
 * ``nobody``: authenticated, bound to nothing (what a token without rights looks like).
+
+The sync's own credential is not a static token: :meth:`grant_watched_cluster_rbac` applies
+the repository's ``deploy/watched-cluster-rbac.yaml`` (and the optional Helm grant) with
+kubectl, exactly as an operator would, and takes the ServiceAccount token the controller
+manager's token controller writes into its Secret. So the tier also proves that the shipped
+RBAC is enough for everything the sync does, judged by the real RBAC authorizer.
 
 The watch cache of Deployments is switched off (``--watch-cache-sizes=deployments.apps#0``)
 so a Deployment watch from a compacted resourceVersion reaches etcd and gets a real
@@ -57,7 +62,6 @@ from cryptography.x509.oid import NameOID
 
 __all__ = [
     "BINARIES",
-    "SYNC_CLUSTER_ROLE",
     "ControlPlane",
     "TcpGate",
     "binaries_dir",
@@ -71,22 +75,10 @@ KWOK_STAGES = "kwok-stages.yaml"  # KWOK's default stages, copied from its modul
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 90.0
 
-# What FleetGraph asks of a watched cluster: read-only, the kinds the sync lists and watches
-# (Helm releases live in Secrets) and metrics.k8s.io. The repository has no deploy/ manifest
-# yet, so this is the tier's statement of the minimum the sync needs.
-SYNC_CLUSTER_ROLE: dict[str, Any] = {
-    "apiVersion": "rbac.authorization.k8s.io/v1",
-    "kind": "ClusterRole",
-    "metadata": {"name": "fleetgraph-reader"},
-    "rules": [
-        {"apiGroups": [""], "resources": ["namespaces", "nodes", "pods", "resourcequotas",
-                                          "secrets"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"],
-         "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
-         "verbs": ["get", "list"]},
-    ],
-}
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+WATCHED_CLUSTER_RBAC = DEPLOY / "watched-cluster-rbac.yaml"
+WATCHED_CLUSTER_HELM_RBAC = DEPLOY / "watched-cluster-helm-rbac.yaml"
+READER_NAMESPACE = "fleetgraph-system"  # where those files put the fleetgraph-reader account
 
 
 def tier_versions() -> dict[str, str]:
@@ -333,7 +325,6 @@ class ControlPlane:
             User("admin", secrets.token_urlsafe(24), ("system:masters",)),
             User("system:kube-controller-manager", secrets.token_urlsafe(24)),
             User("system:kube-scheduler", secrets.token_urlsafe(24)),
-            User("fleetgraph", secrets.token_urlsafe(24)),
             User("nobody", secrets.token_urlsafe(24)),
         ):
             self.users[user.name] = user
@@ -433,15 +424,40 @@ class ControlPlane:
             if process.popen.poll() is not None:
                 raise StartError(f"{process.name} exited ({process.popen.returncode}); its log "
                                  f"ends:\n{process.log_tail()}")
-        self.apply(SYNC_CLUSTER_ROLE, {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "fleetgraph-reader"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "fleetgraph-reader"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                          "name": "fleetgraph"}],
-        })
+
+    def grant_watched_cluster_rbac(self, *, helm: bool = True) -> str:
+        """``kubectl apply`` the repository's watched-cluster RBAC, wait for the token
+        controller to fill the ServiceAccount token Secret, and register that token as the
+        user ``fleetgraph``; returns it."""
+        files = [WATCHED_CLUSTER_RBAC, *([WATCHED_CLUSTER_HELM_RBAC] if helm else [])]
+        for path in files:
+            self.kubectl_sync("apply", "-f", str(path))
+        self.kubectl_sync("wait", "--for=jsonpath={.data.token}",
+                          "secret/fleetgraph-reader-token", "-n", READER_NAMESPACE,
+                          "--timeout=60s")
+        encoded = self.kubectl_sync("get", "secret/fleetgraph-reader-token", "-n",
+                                    READER_NAMESPACE, "-o", "jsonpath={.data.token}")
+        token = base64.b64decode(encoded).decode()
+        self.users["fleetgraph"] = User("fleetgraph", token)
+        return token
+
+    async def service_account_token(self, name: str, *, cluster_role: str) -> str:
+        """A ServiceAccount of its own bound to one ClusterRole, and a token for it from
+        ``kubectl create token`` (the TokenRequest API)."""
+        await self.apply_async(
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": name, "namespace": READER_NAMESPACE}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+             "metadata": {"name": name},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": cluster_role},
+             "subjects": [{"kind": "ServiceAccount", "name": name,
+                           "namespace": READER_NAMESPACE}]},
+        )
+        token = (await self.kubectl("create", "token", name, "-n", READER_NAMESPACE,
+                                    "--duration=1h")).strip()
+        self.users[name] = User(name, token)
+        return token
 
     # --- access ------------------------------------------------------------------------------
 
