@@ -47,7 +47,7 @@ import asyncpg
 
 from cost.pricing import PriceBook, PriceSheet, effective_prices
 from cost.rollup import refresh_cluster_totals, rollup_hour
-from cost.samples import COUNTER_MAX_GAP, NETWORK_CTE, SAMPLE_CTES
+from cost.samples import COUNTER_MAX_GAP, SAMPLE_CTES
 
 IDLE_NAMESPACE = "__idle__"
 HOUR = timedelta(hours=1)
@@ -58,18 +58,10 @@ LOCK_CLASS = 0x0C057
 # still-running pods and nodes), $6..$9 cpu, memory, storage, network prices, $10 price
 # source, $11 provisional.
 _ALLOCATE_SQL = f"""
-WITH {SAMPLE_CTES}, {NETWORK_CTE},
-usage AS (
-    SELECT uid,
-           avg(GREATEST(request_cpu, cpu_cores)) FILTER (WHERE cpu_cores IS NOT NULL) AS cpu,
-           avg(GREATEST(request_memory, memory_bytes))
-               FILTER (WHERE memory_bytes IS NOT NULL) AS memory,
-           avg(storage_bytes) AS storage
-      FROM owned WHERE inside GROUP BY uid
-),
+WITH {SAMPLE_CTES},
 running AS (
     SELECT r.*, extract(epoch FROM run_to - run_from) / 3600.0 AS fraction
-      FROM (SELECT i.uid, i.namespace, COALESCE(i.deployment_name, '') AS deployment,
+      FROM (SELECT i.pod_key, i.namespace, COALESCE(i.deployment_name, '') AS deployment,
                    NULLIF(i.labels->>'team', '') AS own_team,
                    NULLIF(i.labels->>'cost-center', '') AS own_cost_center,
                    i.request_cpu, i.request_memory,
@@ -99,10 +91,9 @@ pod_rows AS (
            COALESCE(u.memory, r.request_memory) / 1073741824.0 * r.fraction AS memory_gib_hours,
            COALESCE(u.storage, 0) / 1073741824.0 * r.fraction AS storage_gib_hours,
            COALESCE(u.storage, 0) / 1073741824.0 * r.fraction * $8 AS storage_cost,
-           COALESCE(nw.tx_bytes, 0) / 1073741824.0 AS network_gib
+           COALESCE(u.tx_bytes, 0) / 1073741824.0 AS network_gib
       FROM running r
-      LEFT JOIN usage u ON u.uid = r.uid
-      LEFT JOIN network nw ON nw.uid = r.uid
+      LEFT JOIN per_pod u ON u.pod_key = r.pod_key
       LEFT JOIN namespaces ns ON ns.name = r.namespace
 ),
 storage_prices AS (

@@ -32,12 +32,16 @@ import asyncpg
 COUNTER_MAX_GAP = timedelta(hours=6)
 
 # CTEs, to follow ``WITH``. Parameters: $1 cluster, $2 hour start, $3 hour end, $4 the gap.
-# ``owned``: every sample read, with its incarnation's uid and requests and whether it is
-# inside the hour; ``counter_deltas``: the counter intervals reaching into the hour.
+# ``incarnations``: the pods that may own a sample near the hour; ``per_pod``: per incarnation
+# uid, its usage inside the hour (requests applied per sample), the bytes its counter grew by
+# in the hour, and the samples read; ``sample_count``: their total (the ledger's count: the
+# samples inside, plus each counter interval crossing the hour's edge).
 SAMPLE_CTES = """
 incarnations AS (
-    SELECT p.uid, p.namespace, p.name, p.node_name, p.phase, p.synced_at, p.labels,
-           p.deployment_name, p.created_at, p.start_time, p.deleted_at,
+    -- pod_key: a number for the uid, so the per-pod sort below compares integers, not text.
+    SELECT row_number() OVER () AS pod_key, p.uid, p.namespace, p.name, p.node_name,
+           p.phase, p.synced_at, p.labels, p.deployment_name, p.created_at, p.start_time,
+           p.deleted_at,
            COALESCE(p.requests_cpu_cores, 0) AS request_cpu,
            COALESCE(p.requests_memory_bytes, 0) AS request_memory,
            LEAST(COALESCE(p.deleted_at, 'infinity'),
@@ -72,33 +76,48 @@ points AS (
           ORDER BY m.sampled_at LIMIT 1)) edge
 ),
 owned AS (
-    SELECT i.uid, i.request_cpu, i.request_memory, pt.sampled_at, pt.cpu_cores,
-           pt.memory_bytes, pt.storage_bytes, pt.tx, pt.inside
+    -- Each sample with its owner; CPU and memory already as OpenCost allocates them per
+    -- sample, max(request, usage), so the rows sorted below stay narrow.
+    SELECT i.pod_key, pt.sampled_at, pt.tx, pt.inside, pt.storage_bytes,
+           GREATEST(i.request_cpu, pt.cpu_cores) AS cpu_allocated,
+           GREATEST(i.request_memory, pt.memory_bytes) AS memory_allocated,
+           pt.cpu_cores IS NOT NULL AS has_cpu, pt.memory_bytes IS NOT NULL AS has_memory
       FROM points pt
       JOIN incarnations i
         ON i.namespace = pt.namespace AND i.name = pt.name
        AND pt.sampled_at >= i.created_at AND pt.sampled_at < i.ends_at
 ),
-counter_deltas AS (
-    SELECT uid, t0, t1, CASE WHEN tx >= tx0 THEN tx - tx0 ELSE tx END AS delta
-      FROM (SELECT uid, sampled_at AS t1, tx,
-                   lag(sampled_at) OVER series AS t0, lag(tx) OVER series AS tx0
-              FROM owned WHERE tx IS NOT NULL
-            WINDOW series AS (PARTITION BY uid ORDER BY sampled_at)) s
-     WHERE t0 IS NOT NULL AND t1 - t0 <= $4 AND t1 > $2 AND t0 < $3
+series AS (
+    -- Counter samples form their own partition, so lag() finds the previous counter reading
+    -- of the same incarnation even when samples without one come between.
+    SELECT o.*, lag(o.sampled_at) OVER w AS t0, lag(o.tx) OVER w AS tx0
+      FROM owned o
+    WINDOW w AS (PARTITION BY o.pod_key, o.tx IS NULL ORDER BY o.sampled_at)
+),
+deltas AS (
+    SELECT s.*, CASE WHEN tx >= tx0 THEN tx - tx0 ELSE tx END AS delta,
+           tx IS NOT NULL AND sampled_at > $2 AND t0 < $3 AND sampled_at - t0 <= $4
+               AS counts_delta
+      FROM series s
+),
+per_pod AS (
+    -- One pass per incarnation: the usage inside the hour, and the counter's growth in it
+    -- (all of an interval inside the hour; the overlap, pro rata, of one crossing an edge).
+    SELECT pod_key, count(*) FILTER (WHERE inside) AS inside_samples,
+           avg(cpu_allocated) FILTER (WHERE inside AND has_cpu) AS cpu,
+           avg(memory_allocated) FILTER (WHERE inside AND has_memory) AS memory,
+           avg(storage_bytes) FILTER (WHERE inside) AS storage,
+           COALESCE(sum(delta) FILTER (WHERE counts_delta AND t0 >= $2 AND sampled_at < $3),
+                    0)
+         + COALESCE(sum(delta * extract(epoch FROM LEAST(sampled_at, $3) - GREATEST(t0, $2))
+                              / extract(epoch FROM sampled_at - t0))
+                        FILTER (WHERE counts_delta AND (t0 < $2 OR sampled_at >= $3)), 0)
+               AS tx_bytes,
+           count(*) FILTER (WHERE counts_delta AND (t0 < $2 OR sampled_at >= $3)) AS crossings
+      FROM deltas GROUP BY pod_key
 ),
 sample_count AS (
-    SELECT (SELECT count(*) FROM owned WHERE inside)
-         + (SELECT count(*) FROM counter_deltas WHERE t0 < $2 OR t1 >= $3) AS samples
-)
-"""
-
-# Bytes of each delta that fall in the hour: the interval's overlap with it, pro rata.
-NETWORK_CTE = """
-network AS (
-    SELECT uid, sum(delta * extract(epoch FROM LEAST(t1, $3) - GREATEST(t0, $2))
-                          / extract(epoch FROM t1 - t0)) AS tx_bytes
-      FROM counter_deltas GROUP BY uid
+    SELECT COALESCE(sum(inside_samples + crossings), 0) AS samples FROM per_pod
 )
 """
 
