@@ -10,30 +10,40 @@ import signal
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from app.tenancy import revoke_token
 from tests.ops.process import FLEETGRAPH, environment, free_port
 
+QUERY = "{ clusters { edges { node { status } } } }"
+
 
 async def _demo_run(database_url: str, data_dir: Path) -> tuple[str, str]:
-    """One demo start until its cluster synced, then Ctrl-C; returns (token, output)."""
+    """One demo start until its cluster is ACTIVE over GraphQL, then Ctrl-C; returns
+    (token, everything it printed)."""
+    port = free_port()
     env = environment(DATABASE_URL=database_url, FLEETGRAPH_DATA_DIR=str(data_dir))
     proc = await asyncio.create_subprocess_exec(
-        FLEETGRAPH, "demo", "--port", str(free_port()), "--fleet", "small", "--seed", "2",
+        FLEETGRAPH, "demo", "--port", str(port), "--fleet", "small", "--seed", "2",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     output: list[str] = []
     token = None
     try:
         async with asyncio.timeout(90):
-            while True:
+            while token is None:
                 line = (await proc.stdout.readline()).decode()
                 assert line, "demo exited early:\n" + "".join(output)
                 output.append(line)
                 if found := re.search(r"Bearer (fgt_[A-Za-z0-9_-]+)", line):
                     token = found.group(1)
-                if token and re.search(r"cluster \S+ synced", line):
-                    break
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                while True:
+                    body = (await http.post("/graphql", json={"query": QUERY}, headers={
+                        "Authorization": f"Bearer {token}"})).json()
+                    if body["data"]["clusters"]["edges"][0]["node"]["status"] == "ACTIVE":
+                        break
+                    await asyncio.sleep(0.3)
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 20)
