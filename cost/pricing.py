@@ -185,11 +185,12 @@ class _Overrides:
     price: str
 
     def current_sql(self) -> str:
-        return f"""SELECT DISTINCT ON (cluster_id, {self.key}) cluster_id, {self.key} AS name,
-                          {self.price} AS price
-                     FROM {self.table}
-                    WHERE cluster_id = ANY($1::uuid[]) AND effective_from <= $2
-                    ORDER BY cluster_id, {self.key}, effective_from DESC"""
+        """The override in effect at $2 per cluster in $1 and name (a NULL price: removed)."""
+        return f"""(SELECT DISTINCT ON (cluster_id, {self.key}) '{self.table}' AS kind,
+                           cluster_id, {self.key} AS name, {self.price} AS price
+                      FROM {self.table}
+                     WHERE cluster_id = ANY($1::uuid[]) AND effective_from <= $2
+                     ORDER BY cluster_id, {self.key}, effective_from DESC)"""
 
     def upsert_sql(self) -> str:
         return f"""INSERT INTO {self.table} (cluster_id, {self.key}, effective_from, {self.price})
@@ -200,6 +201,8 @@ class _Overrides:
 
 INSTANCE_TYPES = _Overrides("k8s_instance_type_prices", "instance_type", "hourly_cost")
 STORAGE_CLASSES = _Overrides("k8s_storage_class_prices", "storage_class", "gib_hour")
+# Both kinds in one statement, so ``Cluster.pricing`` costs two statements per request.
+_OVERRIDES_SQL = f"{INSTANCE_TYPES.current_sql()} UNION ALL {STORAGE_CLASSES.current_sql()}"
 
 
 async def effective_prices(
@@ -276,21 +279,20 @@ async def get_clusters_pricing(
     at: datetime,
     book: PriceBook,
 ) -> dict[uuid.UUID, ClusterPricing]:
-    """Pricing at ``at`` for many clusters in three statements (what ``Cluster.pricing``'s
+    """Pricing at ``at`` for many clusters in two statements (what ``Cluster.pricing``'s
     dataloader needs); clusters not in the organization are absent from the answer."""
     rows = await conn.fetch(_EFFECTIVE_MANY_SQL, cluster_ids, at, organization_id)
     owned = [r["id"] for r in rows]
-    overrides: dict[_Overrides, dict[uuid.UUID, dict[str, Decimal]]] = {}
-    for kind in (INSTANCE_TYPES, STORAGE_CLASSES):
-        found: dict[uuid.UUID, dict[str, Decimal]] = {c: {} for c in owned}
-        overrides[kind] = found
-        for r in await conn.fetch(kind.current_sql(), owned, at) if owned else []:
-            if r["price"] is not None:  # a None row removed the override
-                found[r["cluster_id"]][r["name"]] = r["price"]
+    overrides: dict[tuple[str, uuid.UUID], dict[str, Decimal]] = {
+        (kind.table, c): {} for kind in (INSTANCE_TYPES, STORAGE_CLASSES) for c in owned
+    }
+    for r in await conn.fetch(_OVERRIDES_SQL, owned, at) if owned else []:
+        if r["price"] is not None:  # a NULL row removed the override
+            overrides[r["kind"], r["cluster_id"]][r["name"]] = r["price"]
     return {
         r["id"]: ClusterPricing(r["id"], _sheet(r, book), r["h_from"],
-                                overrides[INSTANCE_TYPES][r["id"]],
-                                overrides[STORAGE_CLASSES][r["id"]])
+                                overrides[INSTANCE_TYPES.table, r["id"]],
+                                overrides[STORAGE_CLASSES.table, r["id"]])
         for r in rows
     }
 

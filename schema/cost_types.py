@@ -2,8 +2,9 @@
 
 Kept in its own module so the root types only mix these classes in (``class Query(CostQuery)``,
 ``class Mutation(CostMutation)``, ``class Subscription(CostSubscription)``) and ``Cluster``
-gains ``pricing = cluster_pricing_field()``. Money is a float on the wire (like
-``Cluster.cost``); the engine computes in exact decimals.
+gains ``pricing = cluster_pricing_field()``. Money, prices and the quantities they are priced
+on travel as ``Decimal`` strings (schema/scalars.py): the engine computes in exact decimals
+rounded to 6 places, and a float would change the cents a client adds up.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from resolvers.costs import (
 from resolvers.errors import BadUserInput
 from resolvers.metrics import as_utc
 from schema.relay import expect_global_id, to_global_id
-from schema.scalars import number
 
 # The engine's own enums, exposed under GraphQL names (one definition, no twin to keep in
 # step); ``strawberry.enum`` marks the classes themselves, so they are used directly below.
@@ -42,8 +42,8 @@ strawberry.enum(ShareMode, name="CostShareMode",
                                 description="How shared namespaces' cost is split across the "
                                             "others.")
 strawberry.enum(WindowPreset, name="CostWindowPreset",
-                                   description="Windows in whole UTC hours, ending at the last "
-                                               "finished hour.")
+                                   description="Windows in whole UTC hours; those ending now "
+                                               "include the running hour (provisional).")
 
 
 @strawberry.enum
@@ -70,76 +70,91 @@ class CostAllocation:
     cost_center: str | None
     deployment: str | None
     is_idle: bool
-    cpu_cost: float
-    memory_cost: float
-    storage_cost: float
-    network_cost: float
-    idle_cost: float = strawberry.field(description="Idle share received (or, on the idle "
-                                                    "row, its whole cost).")
-    shared_cost: float = strawberry.field(description="Cost passed on by shared namespaces.")
-    total_cost: float
-    cpu_core_hours: float
-    memory_gib_hours: float
-    storage_gib_hours: float
-    network_gib: float
+    provisional: bool = strawberry.field(description="Includes an hour still open (the running "
+                                                     "hour, costed from its samples so far); "
+                                                     "the final figure replaces it once the "
+                                                     "hour has closed.")
+    cpu_cost: Decimal
+    memory_cost: Decimal
+    storage_cost: Decimal
+    network_cost: Decimal
+    idle_cost: Decimal = strawberry.field(description="Idle share received (or, on the idle "
+                                                      "row, its whole cost).")
+    shared_cost: Decimal = strawberry.field(description="Cost passed on by shared namespaces.")
+    total_cost: Decimal
+    cpu_core_hours: Decimal
+    memory_gib_hours: Decimal
+    storage_gib_hours: Decimal
+    network_gib: Decimal
 
     @classmethod
     def of(cls, row: CostRow) -> CostAllocation:
         return cls(
             cluster_id=to_global_id("Cluster", row.cluster_id) if row.cluster_id else None,
             namespace=row.namespace, team=row.team, cost_center=row.cost_center,
-            deployment=row.deployment, is_idle=row.is_idle,
-            cpu_cost=float(row.cpu_cost), memory_cost=float(row.memory_cost),
-            storage_cost=float(row.storage_cost), network_cost=float(row.network_cost),
-            idle_cost=float(row.idle_cost), shared_cost=float(row.shared_cost),
-            total_cost=float(row.total_cost), cpu_core_hours=float(row.cpu_core_hours),
-            memory_gib_hours=float(row.memory_gib_hours),
-            storage_gib_hours=float(row.storage_gib_hours), network_gib=float(row.network_gib),
+            deployment=row.deployment, is_idle=row.is_idle, provisional=row.provisional,
+            cpu_cost=row.cpu_cost, memory_cost=row.memory_cost,
+            storage_cost=row.storage_cost, network_cost=row.network_cost,
+            idle_cost=row.idle_cost, shared_cost=row.shared_cost, total_cost=row.total_cost,
+            cpu_core_hours=row.cpu_core_hours, memory_gib_hours=row.memory_gib_hours,
+            storage_gib_hours=row.storage_gib_hours, network_gib=row.network_gib,
         )
 
 
 @strawberry.type
 class InstanceTypePrice:
     instance_type: str
-    hourly_cost: float
+    hourly_cost: Decimal
+
+
+@strawberry.type(description="A price per GiB-hour for volumes of a storage class (used before "
+                             "the sheet's storage price for claims on such volumes).")
+class StorageClassPrice:
+    storage_class: str
+    gib_hour: Decimal
 
 
 @strawberry.type(description="The price sheet in effect now and where it comes from.")
 class ClusterPricing:
-    cpu_core_hour: float
-    memory_gib_hour: float
-    storage_gib_hour: float
-    network_gib: float
+    cpu_core_hour: Decimal
+    memory_gib_hour: Decimal
+    storage_gib_hour: Decimal
+    network_gib: Decimal
     currency: str
     source: str = strawberry.field(description="`custom`, `cluster`, or the provider default "
                                                "sheet's name.")
     effective_from: datetime | None
     instance_types: list[InstanceTypePrice]
+    storage_classes: list[StorageClassPrice]
 
     @classmethod
     def of(cls, p: pricing_engine.ClusterPricing) -> ClusterPricing:
         s = p.sheet
         return cls(
-            cpu_core_hour=float(s.cpu_core_hour), memory_gib_hour=float(s.memory_gib_hour),
-            storage_gib_hour=float(s.storage_gib_hour), network_gib=float(s.network_gib),
+            cpu_core_hour=s.cpu_core_hour, memory_gib_hour=s.memory_gib_hour,
+            storage_gib_hour=s.storage_gib_hour, network_gib=s.network_gib,
             currency=s.currency, source=s.source, effective_from=p.effective_from,
-            instance_types=[InstanceTypePrice(instance_type=k, hourly_cost=float(v))
+            instance_types=[InstanceTypePrice(instance_type=k, hourly_cost=v)
                             for k, v in sorted(p.instance_types.items())],
+            storage_classes=[StorageClassPrice(storage_class=k, gib_hour=v)
+                             for k, v in sorted(p.storage_classes.items())],
         )
 
 
-@strawberry.type(description="A monthly budget with this month's spend and forecast.")
+@strawberry.type(description="A monthly budget with this month's spend and forecast (closed "
+                             "hours only: the running hour is left out until it is final).")
 class Budget:
     id: strawberry.ID
     scope: BudgetScope
     scope_value: str
     cluster_id: strawberry.ID | None
-    amount_monthly: float
+    amount_monthly: Decimal
     currency: str
-    spent: float
-    forecast: float = strawberry.field(description="Spent plus the trailing 7-day hourly burn "
-                                                   "rate times the hours left in the month.")
-    burn_rate_hourly: float
+    spent: Decimal
+    forecast: Decimal = strawberry.field(description="Spent plus the trailing 7-day hourly "
+                                                     "burn rate times the hours left in the "
+                                                     "month.")
+    burn_rate_hourly: Decimal
     exceeded: bool = strawberry.field(description="The forecast exceeds the amount.")
     month_start: datetime
 
@@ -150,9 +165,9 @@ class Budget:
             id=to_global_id("Budget", b.id), scope=BudgetScope(b.scope_kind),
             scope_value=b.scope_value,
             cluster_id=to_global_id("Cluster", b.cluster_id) if b.cluster_id else None,
-            amount_monthly=float(b.amount_monthly), currency=b.currency,
-            spent=float(s.spent), forecast=float(s.forecast),
-            burn_rate_hourly=float(s.burn_rate_hourly), exceeded=s.exceeded,
+            amount_monthly=b.amount_monthly, currency=b.currency,
+            spent=s.spent, forecast=s.forecast,
+            burn_rate_hourly=s.burn_rate_hourly, exceeded=s.exceeded,
             month_start=s.month_start,
         )
 
@@ -164,21 +179,22 @@ class BudgetAlert:
     scope: BudgetScope
     scope_value: str
     cluster_id: strawberry.ID | None
-    amount_monthly: float
+    amount_monthly: Decimal
     currency: str
-    spent: float
-    forecast: float
+    spent: Decimal
+    forecast: Decimal
     month_start: datetime
     fired_at: datetime
 
     @classmethod
     def of(cls, p: Mapping[str, Any]) -> BudgetAlert:
+        """From the NOTIFY payload, whose money is decimal text (cost/budgets.py)."""
         return cls(
             budget_id=to_global_id("Budget", p["budget_id"]), scope=BudgetScope(p["scope_kind"]),
             scope_value=p["scope_value"],
             cluster_id=to_global_id("Cluster", p["cluster_id"]) if p["cluster_id"] else None,
-            amount_monthly=float(p["amount_monthly"]), currency=p["currency"],
-            spent=float(p["spent"]), forecast=float(p["forecast"]),
+            amount_monthly=Decimal(p["amount_monthly"]), currency=p["currency"],
+            spent=Decimal(p["spent"]), forecast=Decimal(p["forecast"]),
             month_start=datetime.fromisoformat(p["month_start"]),
             fired_at=datetime.fromisoformat(p["fired_at"]),
         )
@@ -193,12 +209,20 @@ class SetClusterPricingInput:
     network_gib: Decimal | None = None
     currency: str | None = None
     instance_types: list[InstanceTypePriceInput] | None = None
+    storage_classes: list[StorageClassPriceInput] | None = None
 
 
 @strawberry.input(description="An hourly price for nodes of an instance type; null removes it.")
 class InstanceTypePriceInput:
     instance_type: str
     hourly_cost: Decimal | None = None
+
+
+@strawberry.input(description="A price per GiB-hour for volumes of a storage class; null "
+                              "removes it.")
+class StorageClassPriceInput:
+    storage_class: str
+    gib_hour: Decimal | None = None
 
 
 def _window(window: CostWindowInput | None, now: datetime) -> tuple[datetime, datetime]:
@@ -267,6 +291,7 @@ class CostMutation:
                 "storage_gib_hour": input.storage_gib_hour, "network_gib": input.network_gib,
             },
             instance_types={i.instance_type: i.hourly_cost for i in input.instance_types or []},
+            storage_classes={c.storage_class: c.gib_hour for c in input.storage_classes or []},
             currency=input.currency,
         )
         return ClusterPricing.of(result)
@@ -314,4 +339,4 @@ def cluster_pricing_field() -> Any:
                                                           "the price of each hour's time).")
 
 
-__all__ = ["CostMutation", "CostQuery", "CostSubscription", "cluster_pricing_field", "number"]
+__all__ = ["CostMutation", "CostQuery", "CostSubscription", "cluster_pricing_field"]

@@ -40,7 +40,8 @@ async def test_budget_alert_reaches_its_tenant_only(api: Api) -> None:
         else:
             raise AssertionError("budgetAlerts never delivered")
         assert got["data"]["budgetAlerts"] == {
-            "scope": "TEAM", "scopeValue": "alpha", "amountMonthly": 100.0, "forecast": 150.0}
+            "scope": "TEAM", "scopeValue": "alpha", "amountMonthly": "100.00",
+            "forecast": "150.000000"}  # Decimal strings, digit for digit as the payload sent
         # A forged payload naming org B but a budget of org A still goes to A only: the
         # organization is read from the budget row.
         forged = payload.replace(str(api.a.org_id), str(api.b.org_id))
