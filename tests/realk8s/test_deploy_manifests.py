@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -39,28 +40,56 @@ def test_the_base_passes_a_server_side_dry_run(control_plane: ControlPlane) -> N
     assert "(server dry run)" in done.stdout
 
 
-def test_the_overlay_pods_meet_the_restricted_pod_security_standard(
+def _apply_dry_run(plane: ControlPlane, *objects: dict[str, Any]
+                   ) -> subprocess.CompletedProcess[str]:
+    listed = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    return _kubectl(plane, "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(listed))
+
+
+def test_the_overlay_passes_a_dry_run_and_its_pods_meet_restricted_pod_security(
     control_plane: ControlPlane
 ) -> None:
+    """The overlay, moved into a namespace of this test's own that carries the overlay
+    namespace's labels (enforce and warn: restricted), so nothing the other tests of this tier
+    list is left behind: the namespace and its ServiceAccount are the only real objects, and
+    they are deleted at the end."""
     plane = control_plane
-    created = _kubectl(plane, "apply", "-f", str(OVERLAY / "namespace.yaml"))
-    assert created.returncode == 0, created.stderr
-    done = _kubectl(plane, "apply", "--dry-run=server", "-k", str(OVERLAY))
-    assert done.returncode == 0, done.stderr
-    assert "would violate PodSecurity" not in done.stderr, done.stderr  # warn: restricted
-
     built = _kubectl(plane, "kustomize", str(OVERLAY))
-    [deployment] = [d for d in yaml.safe_load_all(built.stdout) if d and d["kind"] == "Deployment"]
-    template: dict[str, Any] = deployment["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": "fleetgraph-admission-check", "namespace": "fleetgraph",
-                        "labels": template["metadata"]["labels"]},
-           "spec": template["spec"]}
-    # enforce: restricted applies to Pods themselves: a violation is refused, not warned about.
-    admitted = _kubectl(plane, "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(pod))
-    assert admitted.returncode == 0, admitted.stderr
-    assert "pod/fleetgraph-admission-check created (server dry run)" in admitted.stdout
-    insecure = json.loads(json.dumps(pod))
-    insecure["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
-    refused = _kubectl(plane, "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(insecure))
-    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr  # the check bites
+    assert built.returncode == 0, built.stderr
+    objects = [d for d in yaml.safe_load_all(built.stdout) if d]
+    [ns] = [d for d in objects if d["kind"] == "Namespace"]
+    check = f"fleetgraph-psa-{uuid.uuid4().hex[:8]}"
+    ns["metadata"]["name"] = check
+    namespaced = [d for d in objects if d["kind"] != "Namespace"]
+    for obj in namespaced:
+        obj["metadata"]["namespace"] = check
+    [account] = [d for d in namespaced if d["kind"] == "ServiceAccount"]
+    [deployment] = [d for d in namespaced if d["kind"] == "Deployment"]
+    created = _kubectl(plane, "apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [ns, account]}))
+    assert created.returncode == 0, created.stderr
+    try:
+        done = _apply_dry_run(plane, *namespaced)
+        assert done.returncode == 0, done.stderr
+        assert "(server dry run)" in done.stdout
+        assert "would violate PodSecurity" not in done.stderr, done.stderr  # warn: restricted
+        weakened = json.loads(json.dumps(deployment))
+        weakened["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = False
+        warned = _apply_dry_run(plane, weakened)
+        assert "would violate PodSecurity" in warned.stderr, warned.stderr  # the check bites
+
+        template: dict[str, Any] = deployment["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "fleetgraph-admission-check", "namespace": check,
+                            "labels": template["metadata"]["labels"]},
+               "spec": template["spec"]}
+        # enforce: restricted applies to Pods themselves: a violation is refused outright.
+        admitted = _apply_dry_run(plane, pod)
+        assert admitted.returncode == 0, admitted.stderr
+        insecure = json.loads(json.dumps(pod))
+        insecure["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+        refused = _apply_dry_run(plane, insecure)
+        assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr  # it bites
+    finally:
+        deleted = _kubectl(plane, "delete", "namespace", check, "--wait=true", "--timeout=90s")
+        assert deleted.returncode == 0, deleted.stderr
