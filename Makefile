@@ -55,10 +55,14 @@ k8s-tier:
 	./tests/realk8s/gobuild/build.sh
 
 # Benchmarks print ratios against floors measured in the same run (see bench/).
+# bench_graph drives its load with wrk (Debian).
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || ./.ci/apt-install wrk
 	PYTHONPATH=. $(BIN)/python bench/bench_sync.py
 	PYTHONPATH=. $(BIN)/python bench/bench_graph.py
 	PYTHONPATH=. $(BIN)/python bench/bench_cost.py
+	PYTHONPATH=. $(BIN)/python bench/bench_loop.py
+	PYTHONPATH=. $(BIN)/python bench/bench_fanout.py
 
 clean:
 	rm -rf $(VENV) .fleetgraph $(GRAPHIQL)/node_modules $(PEERS)/node_modules test-artifacts
