@@ -38,7 +38,7 @@ from schema.health_types import ClusterCost, ClusterHealth
 from schema.metric_types import metrics_field
 from schema.pod_types import nodes_field, pods_field
 from schema.relay import Node, to_global_id
-from schema.scalars import number
+from schema.scalars import money
 from schema.workload_types import deployments_field, helm_releases_field, namespaces_field
 
 
@@ -89,10 +89,10 @@ class Cluster(Node):
         if row is None:
             raise NotFound("cluster not found")
         return ClusterCost(
-            estimated_hourly_cost=number(row["estimated_hourly_cost"]) or 0.0,
-            estimated_monthly_cost=number(row["estimated_monthly_cost"]) or 0.0,
-            last_hour=number(self.row["cost_last_hour"]),
-            month_to_date=number(self.row["cost_month_to_date"]),
+            estimated_hourly_cost=money(row["estimated_hourly_cost"] or 0),
+            estimated_monthly_cost=money(row["estimated_monthly_cost"] or 0),
+            last_hour=money(self.row["cost_last_hour"]),
+            month_to_date=money(self.row["cost_month_to_date"]),
         )
 
     @strawberry.field(description="Health as last computed by the sync engine.")

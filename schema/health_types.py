@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -11,7 +12,7 @@ import strawberry
 from resolvers.fleet_health import FleetHealthFigures
 from schema.enums import HealthStatus
 from schema.relay import to_global_id
-from schema.scalars import Long, number
+from schema.scalars import Long, money, number
 
 
 @strawberry.type(description="A cluster's health verdict and the figures behind it.")
@@ -65,31 +66,32 @@ class ClusterHealth:
 @strawberry.type(description="What a cluster costs: the node-price estimate from the health "
                              "view and the cost engine's latest figures.")
 class ClusterCost:
-    estimated_hourly_cost: float
-    estimated_monthly_cost: float
-    last_hour: float | None
-    month_to_date: float | None
+    estimated_hourly_cost: Decimal
+    estimated_monthly_cost: Decimal
+    last_hour: Decimal | None = strawberry.field(description="The latest final hour's total.")
+    month_to_date: Decimal | None = strawberry.field(description="This UTC month's final hours.")
 
 
 @strawberry.type(description="A namespace's cost over the last 30 days (daily rollups).")
 class NamespaceCost:
-    total_cost_30d: float
-    cpu_cost_30d: float
-    memory_cost_30d: float
-    storage_cost_30d: float
-    network_cost_30d: float
-    avg_daily_cost: float
+    total_cost_30d: Decimal
+    cpu_cost_30d: Decimal
+    memory_cost_30d: Decimal
+    storage_cost_30d: Decimal
+    network_cost_30d: Decimal
+    avg_daily_cost: Decimal
     days_with_cost: int
 
     @classmethod
     def from_row(cls, r: Any) -> NamespaceCost:
         return cls(
-            total_cost_30d=float(r["total_cost_30d"]), cpu_cost_30d=float(r["cpu_cost_30d"]),
-            memory_cost_30d=float(r["memory_cost_30d"]),
-            storage_cost_30d=float(r["storage_cost_30d"]),
-            network_cost_30d=float(r["network_cost_30d"]),
-            avg_daily_cost=float(r["avg_daily_cost"]), days_with_cost=r["days_with_cost"],
+            total_cost_30d=money(r["total_cost_30d"]), cpu_cost_30d=money(r["cpu_cost_30d"]),
+            memory_cost_30d=money(r["memory_cost_30d"]),
+            storage_cost_30d=money(r["storage_cost_30d"]),
+            network_cost_30d=money(r["network_cost_30d"]),
+            avg_daily_cost=money(r["avg_daily_cost"]), days_with_cost=r["days_with_cost"],
         )
+
 
 
 @strawberry.type

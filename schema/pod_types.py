@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -23,7 +24,7 @@ from schema.graph_enums import PodPhase
 from schema.graph_fields import cluster_field, load_connection
 from schema.metric_types import metrics_field
 from schema.relay import Connection, Node, to_global_id
-from schema.scalars import Long, number
+from schema.scalars import Long, money, number
 
 
 @strawberry.type(description="CPU in cores and memory in bytes.")
@@ -177,7 +178,7 @@ class ClusterNode(Node):
     capacity: NodeResources
     allocatable: NodeResources
     usage: ResourceAmounts
-    hourly_cost: float | None
+    hourly_cost: Decimal | None
     created_at: datetime | None
     deleted_at: datetime | None
     cluster = cluster_field()
@@ -198,7 +199,7 @@ NODE_READERS: RowReaders = {
     "capacity": lambda r: NodeResources.of(r, "capacity"),
     "allocatable": lambda r: NodeResources.of(r, "allocatable"),
     "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
-    "hourly_cost": lambda r: number(r["hourly_cost"]),
+    "hourly_cost": lambda r: money(r["hourly_cost"]),
 }
 
 

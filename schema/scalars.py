@@ -18,7 +18,7 @@ import decimal
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NewType
+from typing import Any, NewType, overload
 
 import strawberry
 from graphql import GraphQLError, IntValueNode, StringValueNode, ValueNode
@@ -146,6 +146,21 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
         parse_value=_json_identity,
     ),
 }
+
+
+_MONEY_PLACES = decimal.Decimal("0.000001")
+
+
+@overload
+def money(value: None) -> None: ...
+@overload
+def money(value: decimal.Decimal | int) -> decimal.Decimal: ...
+def money(value: decimal.Decimal | int | None) -> decimal.Decimal | None:
+    """A numeric column as a ``Decimal`` with the cost engine's six places (a view's average or
+    a capacity times a price can carry more digits than any price has), keeping NULL as null."""
+    if value is None:
+        return None
+    return decimal.Decimal(value).quantize(_MONEY_PLACES)
 
 
 def number(value: object) -> float | None:

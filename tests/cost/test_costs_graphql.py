@@ -82,6 +82,15 @@ async def test_costs_pricing_and_budgets_over_graphql(
         assert {r["namespace"]: r["totalCost"] for r in shared["data"]["costs"]} == {
             "shop": "4.850000", "search": "2.300000", "kube-system": "1.050000"}
 
+        # The cluster's settled figures are Decimal strings too: H (8.20) is the last final
+        # hour, and in the instant's month unless the instant is the 1st (H is last month).
+        settled = await api.gql(
+            "query($id: ID!) { cluster(id: $id) { cost { lastHour monthToDate } } }",
+            {"id": to_global_id("Cluster", s.cluster)}, token=viewer)
+        assert settled["data"]["cluster"]["cost"] == {
+            "lastHour": "8.200000",
+            "monthToDate": "0.000000" if instant == FIRST_OF_MONTH else "8.200000"}
+
         # Another tenant sees none of it.
         other = await api.gql(COSTS, {**window, "groupBy": ["NAMESPACE"]},
                               token=api.b.tokens["admin"])

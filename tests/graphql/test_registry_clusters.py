@@ -265,7 +265,8 @@ async def test_prices_given_at_registration_enter_the_price_history(api: Api) ->
     body = await api.gql(
         REGISTER.replace("apiServerUrl labels", "apiServerUrl labels pricing { cpuCoreHour }"),
         {"input": cluster_input("priced", pricing={"cpuCoreHour": "0.05"})}, token=admin)
-    assert body["data"]["registerCluster"]["pricing"]["cpuCoreHour"] in ("0.05", 0.05), body
+    # A Decimal string, as stored (six places).
+    assert body["data"]["registerCluster"]["pricing"]["cpuCoreHour"] == "0.050000", body
     history = await api.pool.fetchval(
         "SELECT count(*) FROM k8s_cluster_prices p JOIN k8s_clusters c ON c.id = p.cluster_id "
         "WHERE c.name = 'priced'")
