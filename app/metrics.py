@@ -360,6 +360,7 @@ def forget_clusters_except(registered: Iterable[str]) -> None:
 
 CLUSTER_STATES: Final = ("pending", "active", "unreachable", "disabled")
 _PROGRESS_KIND = re.compile(r"^[a-z][a-z_]{0,31}$")
+_STATE = re.compile(r"^[a-z][a-z_]{0,23}$")
 _CLUSTERS_SQL = """
 SELECT id, status, metrics_available, EXTRACT(EPOCH FROM last_synced_at)::float8 AS synced,
        sync_progress
@@ -418,7 +419,8 @@ async def cluster_families(pool: asyncpg.Pool | None) -> list[Metric]:
     up.add_metric([], 1)
     state = GaugeMetricFamily(
         "fleetgraph_cluster_sync_state",
-        "1 for the cluster's current sync state (pending, active, unreachable, disabled).",
+        "1 for the cluster's current sync state (pending, active, unreachable, disabled, and "
+        "any state a later migration adds), 0 for the others.",
         labels=["cluster_id", "state"])
     synced = GaugeMetricFamily(
         "fleetgraph_cluster_last_successful_sync_timestamp_seconds",
@@ -431,9 +433,13 @@ async def cluster_families(pool: asyncpg.Pool | None) -> list[Metric]:
         "fleetgraph_cluster_listed_objects",
         "Objects in the last full list, by kind (from sync_progress).",
         labels=["cluster_id", "kind"])
+    # The status column's CHECK constraint keeps its values a small fixed set; a state added
+    # by a later migration is reported too (and still has to look like a state name).
+    states = list(dict.fromkeys([*CLUSTER_STATES, *(
+        r["status"] for r in rows if isinstance(r["status"], str) and _STATE.match(r["status"]))]))
     for row in rows:
         cluster_id = str(row["id"])
-        for name in CLUSTER_STATES:
+        for name in states:
             state.add_metric([cluster_id, name], 1.0 if row["status"] == name else 0.0)
         if row["synced"] is not None:
             synced.add_metric([cluster_id], row["synced"])
