@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app.db import create_pool
 from app.tenancy import create_organization, create_token
-from bench.bench_loop import _server
+from bench.processes import fleetgraph_serve
 from tests.databases import bench_database
 from tests.graph import rows
 from tests.graph.ws import change_health
@@ -108,7 +108,7 @@ async def _bench(url: str, *, subscribers: int, rounds: int) -> None:
             org = await create_organization(conn, slug="fanout", name="Fanout")
             token = (await create_token(conn, org_slug="fanout", role="viewer")).token
             cluster = await rows.cluster(conn, org, "fan")
-        async with _server(url) as base:
+        async with fleetgraph_serve(url) as base:
             ws_url = base.replace("http", "ws") + "/graphql"
             sockets = [await _subscribe(ws_url, token) for _ in range(subscribers)]
             await asyncio.sleep(1)

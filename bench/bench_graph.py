@@ -24,9 +24,7 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +35,7 @@ import orjson
 
 from app.db import create_pool
 from app.tenancy import create_organization, create_token
+from bench.processes import fleetgraph_serve, free_port, server_process
 from schema.relay import to_global_id
 from tests.databases import bench_database
 
@@ -84,34 +83,17 @@ wrk.body = [[%s]]
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def _floor(url: str, org_id: Any) -> AsyncIterator[str]:
     """``bench.floor_server`` in its own process, on a free port."""
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.floor_server", "--port", str(port), "--database-url", url,
-        "--organization", str(org_id),
-        "--limits", f"{CLUSTERS},{NAMESPACES},{DEPLOYMENTS},{PODS}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    await http.post("/graphql", content=b"{}")
-                    break
-                await asyncio.sleep(0.05)
+    port = free_port()
+    async with server_process(
+        ["-m", "bench.floor_server", "--port", str(port), "--database-url", url,
+         "--organization", str(org_id),
+         "--limits", f"{CLUSTERS},{NAMESPACES},{DEPLOYMENTS},{PODS}"],
+        port=port, ready_path="/graphql",
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        await process.wait()
 
 
 async def _post(http: httpx.AsyncClient, token: str, body: bytes) -> bytes:
@@ -151,7 +133,6 @@ async def _wrk(base: str, token: str, body: bytes, seconds: float) -> float:
 
 
 async def _bench(url: str, *, runs: int, seconds: float) -> None:
-    from bench.bench_loop import _server
 
     pool = await create_pool(url, max_size=4)
     try:
@@ -171,7 +152,7 @@ async def _bench(url: str, *, runs: int, seconds: float) -> None:
         pods = CLUSTERS * NAMESPACES * DEPLOYMENTS * PODS
         print(f"fleet: {CLUSTERS} clusters, {pods} pods; medians of {runs} sequential requests, "
               f"then {seconds:g} s of wrk at 8 connections")
-        async with _server(url) as graph_base, _floor(url, org) as floor_base, \
+        async with fleetgraph_serve(url) as graph_base, _floor(url, org) as floor_base, \
                 httpx.AsyncClient(base_url=graph_base, timeout=60) as graph, \
                 httpx.AsyncClient(base_url=floor_base, timeout=60) as floor:
             for label, body in cases.items():

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
-import socket
 import statistics
-import sys
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 
 from app.db import create_pool
 from app.settings import Settings
 from app.tenancy import create_organization, create_token
-from app.vault import generate_key
 from bench.bench_graph import GENERATE
+from bench.processes import fleetgraph_serve
 from schema import build_schema
 from schema.query_cost import operation_cost
 from tests.databases import bench_database
@@ -78,31 +73,6 @@ def _summary(label: str, values: list[float]) -> tuple[float, float]:
     return p50, p99
 
 
-@contextlib.asynccontextmanager
-async def _server(url: str) -> AsyncIterator[str]:
-    """``fleetgraph serve`` in its own process on a free port, stopped afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": url, "BYOK_ENCRYPTION_KEY": generate_key(),
-           "FLEETGRAPH_SYNC": "0"}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--no-migrate",
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-        yield base
-    finally:
-        process.terminate()
-        await process.wait()
-
-
 async def _bench(url: str, *, seconds: float, clients: int) -> None:
     pool = await create_pool(url, max_size=4)
     try:
@@ -113,7 +83,8 @@ async def _bench(url: str, *, seconds: float, clients: int) -> None:
         await pool.execute("ANALYZE")
         print(f"query cost {_cost():,} (default limit {Settings().query_cost_viewer:,}); "
               f"{clients} clients for {seconds:g} s")
-        async with _server(url) as base, httpx.AsyncClient(base_url=base, timeout=60) as probe:
+        async with fleetgraph_serve(url) as base, \
+                httpx.AsyncClient(base_url=base, timeout=60) as probe:
             _, idle_p99 = _summary("/healthz, idle (floor)", await _probe(probe, 3))
             stop = asyncio.Event()
             done: list[float] = []
