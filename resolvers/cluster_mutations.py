@@ -31,11 +31,14 @@ from resolvers.errors import NotFound
 
 REGISTRY_CHANNEL = "fleetgraph_registry"
 PROVIDERS = ("eks", "gke", "aks", "k3s", "vanilla")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# \Z, not $: `$` also matches before a final newline, so "web\n" used to pass.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _LABEL_KEY = re.compile(
-    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?\Z"
 )
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?\Z")
+# Provider region names (us-east-1, europe-west4, eastus, "local"): one line, no controls.
+_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/-]{0,62}\Z")
 _PRICE_NAMES = {
     "cpu_core_hour": "cpuCoreHour", "memory_gib_hour": "memoryGibHour",
     "storage_gib_hour": "storageGibHour", "network_gib": "networkGib",
@@ -73,6 +76,13 @@ def _check_name(name: str, problems: list[FieldProblem]) -> None:
         problems.append(FieldProblem(
             "name", "use 1-63 lowercase letters, digits or '-', starting and ending with a "
             "letter or digit"))
+
+
+def _check_region(region: str, problems: list[FieldProblem]) -> None:
+    if not _REGION.match(region):
+        problems.append(FieldProblem(
+            "region", "use 1-63 letters, digits, spaces or '._/-', starting with a letter or "
+            "digit, on one line"))
 
 
 def _check_labels(labels: Any, problems: list[FieldProblem]) -> dict[str, str] | None:
@@ -166,6 +176,8 @@ async def register_cluster(ctx: Context, args: ClusterInputArgs) -> asyncpg.Reco
     problems: list[FieldProblem] = []
     name = args.name or ""
     _check_name(name, problems)
+    if args.region is not None:
+        _check_region(args.region, problems)
     if args.provider not in PROVIDERS:
         problems.append(FieldProblem("provider", f"must be one of {', '.join(PROVIDERS)}"))
     labels = _check_labels(args.labels, problems)
@@ -207,6 +219,7 @@ async def update_cluster(
         _check_name(args.name, problems)
         changes["name"] = args.name
     if args.region is not None:
+        _check_region(args.region, problems)
         changes["region"] = args.region
     if args.labels is not None:
         changes["labels"] = _check_labels(args.labels, problems)
