@@ -24,6 +24,41 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "fleetgraph"
 
+# The database went away: it is down, restarting or shutting down, or it ended our session
+# (terminated, idle timeout, too many connections). Each is answered by retrying on a fresh
+# connection, which the pool opens by itself once the server answers again.
+# ``InternalClientError`` belongs here: it is what asyncpg raises for a query sent on a
+# connection whose server has just ended it (the FATAL message has arrived, the socket's close
+# not yet): "cannot switch to state 11; another operation (2) is in progress".
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated, starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+)
+
+
+def stop_if_cancelled() -> None:
+    """Re-raise a cancellation that a database error has hidden; call it first in every
+    ``except`` that retries database errors.
+
+    A task cancelled inside ``async with conn.transaction()`` rolls back on its way out; when
+    the server has just ended that connection the ROLLBACK fails, and its error replaces the
+    ``CancelledError``. A loop that retries database errors would then carry on, and whoever
+    cancelled it (a supervisor whose lease is gone, a shutdown) would wait for it in vain."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.info("a connection was not returned cleanly (%s); it is replaced",
+                 type(exc).__name__)
+
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
@@ -58,12 +93,27 @@ class MeteredPool(asyncpg.Pool):
         finally:
             self.waiting -= 1
 
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """asyncpg's release, which goes on when its caller is cancelled (so the connection
+        still comes back). When it then fails (resetting a connection the server has just
+        ended; the pool replaces it), nobody would retrieve that failure and asyncio would log
+        "Task exception was never retrieved" at ERROR: it is retrieved here instead."""
+        returning = asyncio.ensure_future(super().release(connection, timeout=timeout))
+        try:
+            await asyncio.shield(returning)
+        except asyncio.CancelledError:
+            returning.add_done_callback(_retrieve)
+            raise
+
 
 async def create_pool(
-    url: str, *, statement_timeout_ms: int = 15_000, min_size: int = 1, max_size: int = 10
+    url: str, *, statement_timeout_ms: int = 15_000, min_size: int = 1, max_size: int = 10,
+    idle_in_transaction_timeout_ms: int = 15_000,
 ) -> asyncpg.Pool:
     """A pool whose sessions run in UTC with a statement timeout, so one slow query cannot
-    hold a connection (and a request) forever."""
+    hold a connection (and a request) forever; and whose transactions the server ends when
+    they sit idle that long, so a replica that froze in the middle of one (its host stopped,
+    its network silent) does not hold the rows its successor must write."""
     # ``create_pool``'s own defaults, passed explicitly: MeteredPool is built directly because
     # asyncpg.create_pool always builds a plain Pool.
     pool = MeteredPool(
@@ -79,6 +129,7 @@ async def create_pool(
         server_settings={
             "timezone": "UTC",
             "statement_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(idle_in_transaction_timeout_ms),
             "application_name": "fleetgraph",
         },
     )

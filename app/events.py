@@ -7,6 +7,10 @@ objects are then put on every matching subscriber's bounded queue. Putting never
 subscriber whose queue is full is too slow, and is dropped (its stream ends with an error)
 instead of holding up anyone else. Subscribers are indexed by organization, so an event is
 only ever offered to the tenant that owns the cluster.
+
+When the database goes away (restart, failover) the LISTEN connection is reopened within a
+second of it answering again, and nothing the hub runs dies of the outage or reports it at
+shutdown: a subscription is not the place to learn that PostgreSQL restarted an hour ago.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.db import CONNECTION_LOST, stop_if_cancelled
 from resolvers.events import (
     BUDGET_ALERTS_CHANNEL,
     CHANGES_CHANNEL,
@@ -38,7 +43,11 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 64
 # A WebSocket authenticates once; a token revoked later ends its subscriptions within this.
 REVOCATION_INTERVAL_S = 5.0
-_RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Capped at a second: a reconnect attempt to a database that is down costs next to nothing,
+# and subscriptions should resume as soon as it answers.
+_RECONNECT_DELAYS = (0.2, 0.5, 1.0)
+_DATABASE_GONE: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
+_CLOSE_FAILED: tuple[type[BaseException], ...] = (*_DATABASE_GONE, TimeoutError)
 
 
 @dataclass(eq=False)
@@ -77,6 +86,7 @@ class ChangeHub:
         self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconnecting: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = HubStats()
         # Told of every newly revoked token (e.g. app.sockets closes its WebSockets).
@@ -90,21 +100,34 @@ class ChangeHub:
 
     async def stop(self) -> None:
         self._closing = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._reconnecting] if self._reconnecting else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task, outcome in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True),
+                                 strict=True):
+            if isinstance(outcome, Exception):  # already over; shutdown goes on regardless
+                log.warning("%s had stopped: %s: %s", task.get_name(),
+                            type(outcome).__name__, outcome)
         if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+            try:
+                await asyncio.wait_for(self._conn.close(), 5)
+            except _CLOSE_FAILED:
+                self._conn.terminate()
         for subscribers in list(self._subscribers.values()):
             for subscriber in list(subscribers):
                 self._end(subscriber)
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self._dsn)
-        await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
-        await conn.add_listener(BUDGET_ALERTS_CHANNEL, self._on_notify)
+        try:
+            await conn.add_listener(CHANGES_CHANNEL, self._on_notify)
+            await conn.add_listener(BUDGET_ALERTS_CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        if self._closing:
+            conn.terminate()
+            return
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
 
@@ -112,20 +135,30 @@ class ChangeHub:
         self._inbox.put_nowait((channel, str(payload)))
 
     def _on_lost(self, _conn: object) -> None:
-        if not self._closing:
-            log.warning("LISTEN connection lost; reconnecting")
-            self._tasks.append(asyncio.create_task(self._reconnect()))
+        if self._closing or (self._reconnecting and not self._reconnecting.done()):
+            return
+        log.warning("LISTEN connection lost; reconnecting")
+        self._reconnecting = asyncio.create_task(self._reconnect(),
+                                                 name="fleetgraph-events-reconnect")
 
     async def _reconnect(self) -> None:
         """Notices sent while disconnected are lost; the next change of each cluster is not."""
+        failures = 0
         for delay in itertools.chain(_RECONNECT_DELAYS, itertools.repeat(_RECONNECT_DELAYS[-1])):
             await asyncio.sleep(delay)
             try:
                 await self._listen()
-                log.info("LISTEN connection restored")
-                return
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("LISTEN reconnect failed: %s", exc)
+            except _DATABASE_GONE as exc:
+                stop_if_cancelled()
+                failures += 1
+                if failures == 1:  # once per outage; it may last a while
+                    log.warning("LISTEN reconnect failed (%s); retrying every %.1f s",
+                                type(exc).__name__, _RECONNECT_DELAYS[-1])
+                continue
+            if self._conn is not None and self._conn.is_closed():
+                continue  # lost again at once (its loss found this task still running)
+            log.info("LISTEN connection restored")
+            return
 
     async def _work(self) -> None:
         while True:
@@ -135,20 +168,28 @@ class ChangeHub:
                     await self.publish_budget_alert(payload)
                 else:
                     await self.publish(payload)
+            except _DATABASE_GONE as exc:  # its events are lost with the database, not a bug
+                stop_if_cancelled()
+                log.warning("could not publish change notice: %s", type(exc).__name__)
             except Exception:  # one bad notice never stops the feed
+                stop_if_cancelled()
                 log.exception("could not publish change notice")
 
     async def _watch_revocations(self) -> None:
         """One query per interval for the whole process: tokens revoked since the last look
         end every subscription opened with them."""
-        since = await self._pool.fetchval("SELECT now()")
+        since = None
         while True:
-            await asyncio.sleep(self._revocation_interval)
             try:
+                if since is None:
+                    since = await self._pool.fetchval("SELECT now()")
+                await asyncio.sleep(self._revocation_interval)
                 rows = await self._pool.fetch(
                     "SELECT id, revoked_at FROM api_tokens WHERE revoked_at > $1", since)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _DATABASE_GONE as exc:
+                stop_if_cancelled()
                 log.warning("could not check for revoked tokens: %s", type(exc).__name__)
+                await asyncio.sleep(self._revocation_interval)
                 continue
             if rows:
                 since = max(r["revoked_at"] for r in rows)

@@ -16,10 +16,16 @@ class ClusterProvider(Enum):
     VANILLA = "vanilla"
 
 
-@strawberry.enum(description="Registry state of a cluster.")
+@strawberry.enum(description=(
+    "Sync state of a cluster: PENDING (its sync is starting: kinds not all listed and watched "
+    "yet), ACTIVE (every kind listed and watching), DEGRADED (the API server answers, but with "
+    "errors (5xx) or throttling (429); lastSyncError says which and for which kinds), "
+    "UNREACHABLE (no connection, a timeout, credentials refused, or not a Kubernetes API), "
+    "DISABLED."))
 class ClusterStatus(Enum):
     PENDING = "pending"
     ACTIVE = "active"
+    DEGRADED = "degraded"
     UNREACHABLE = "unreachable"
     DISABLED = "disabled"
 

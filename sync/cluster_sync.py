@@ -7,15 +7,26 @@ Its life, per attempt:
 1. decrypt the kubeconfig from the vault (associated data binds it to this cluster's row),
    sanitize it (hostile fields refused), open a client with connect/read timeouts;
 2. ``/version`` (reachability, ``kubernetes_version``);
-3. list every kind (progress in ``sync_progress``), flush the snapshots, mark ``active``;
+3. list every kind, each retried on its own with backoff, and flush the snapshots;
 4. watch every kind, flush in batches, sample metrics, heartbeat, until cancelled.
 
-Any failure of 1-3, or a heartbeat that cannot reach the server, marks the cluster
-``unreachable`` with a scrubbed ``last_sync_error`` and retries with jittered backoff; a
-success marks it ``active`` again. So does a watch that is refused by the network policy,
-redirected, or answered with something that is not a watch stream: a server that is not a
-Kubernetes API server never looks healthy. Database trouble is retried by the flusher without
-dropping buffered events.
+The cluster's ``status`` is derived from where its informers and its heartbeat stand, never
+from one lucky request (a ``/version`` that answers says nothing of a pods watch in backoff):
+
+* ``active`` only once every kind is listed and watching, and nothing is failing;
+* ``unreachable`` when FleetGraph cannot get at the cluster: no connection, a timeout,
+  credentials refused (401/403), a kubeconfig it cannot use, and a server that redirects or
+  answers something that is not a Kubernetes answer (it stays so until that kind watches
+  properly: a server that is not a Kubernetes API server never looks healthy);
+* ``degraded`` when the API server answers, but with errors of its own: 5xx, or 429 throttling;
+* anything else (kinds still listing, a relist after a 410) keeps what it was.
+
+``last_sync_error`` says why (scrubbed, with the kinds affected) and ``sync_progress`` has
+each kind's state: listing, listed, watching, or backing off with its next try and its error.
+While anything fails, the heartbeat probes at a short interval; the moment the cluster
+answers again (the heartbeat, or a kind that watches again) every informer still backing off
+retries at once, so a cleared fault is caught up within seconds, not after a backoff grown to
+a minute. Database trouble is retried by the flusher without dropping buffered events.
 
 Every connection goes through ``SyncOptions.network`` (:mod:`app.network_guard`), checked
 where it is made; the default refuses everything local, so a caller that forgets to pass the
@@ -32,7 +43,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +54,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app import metrics as prometheus
+from app.db import CONNECTION_LOST, stop_if_cancelled
 from app.kube_client import open_api_client
 from app.kubeconfig import KubeconfigError, SanitizedKubeconfig, sanitize_kubeconfig
 from app.logs import bind_cluster
@@ -50,7 +62,7 @@ from app.network_guard import NetworkPolicy, refusal_in
 from app.vault import Vault, VaultError
 from sync.health import update_cluster_health
 from sync.helm import HELM_LABEL_SELECTOR, decode_storage_secret
-from sync.informer import TRANSIENT_KUBE_ERRORS, Backoff, Informer, KindSpec
+from sync.informer import TRANSIENT_KUBE_ERRORS, Backoff, Informer, InformerState, KindSpec
 from sync.kubeapi import KubeApiError, NotFound, Redirected, UnexpectedAnswer, get_version
 from sync.mappers import (
     Row,
@@ -66,27 +78,30 @@ from sync.notify import notify_changes
 from sync.writer import HELM, QUOTAS, Batch, ClusterWriter, OomLedger
 
 __all__ = [
+    "ACTIVE",
+    "DEGRADED",
+    "PENDING",
     "TRANSIENT_DB_ERRORS",
+    "UNREACHABLE",
     "ClusterRecord",
     "ClusterSync",
     "Flusher",
     "SyncOptions",
     "kubeconfig_aad",
+    "status_for",
 ]
 
 log = logging.getLogger(__name__)
 
 # A dropped or restarting database: retry the same batch, keep everything buffered.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    *CONNECTION_LOST,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
-    OSError,
-    TimeoutError,
 )
+
+# k8s_clusters.status values the sync writes ('disabled' is the API's).
+PENDING, ACTIVE, DEGRADED, UNREACHABLE = "pending", "active", "degraded", "unreachable"
 
 
 _CLUSTER_ERRORS: tuple[type[BaseException], ...] = (
@@ -115,10 +130,19 @@ class SyncOptions:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     heartbeat_interval: float = 15.0
+    # While anything fails, the heartbeat probes this often (and a sync that cannot reach its
+    # cluster at all retries at most this far apart), so recovery is seen within seconds.
+    probe_interval: float = 2.0
     metrics_interval: float = 30.0
     health_interval: float = 60.0
     health_min_interval: float = 1.0
     rescan_interval: float = 30.0
+    # A rescan that failed on the database is retried at most this far apart.
+    database_retry_max: float = 1.0
+    # Lease holders prove they are alive this often and try free leases as often; the server
+    # ends a lease session idle for lease_ttl (a replica that froze gives its clusters up).
+    lease_interval: float = 1.0
+    lease_ttl: float = 8.0
     housekeeping_interval: float = 86_400.0
     months_ahead: int = 3
     metrics_retention_days: int = 90
@@ -168,8 +192,24 @@ def open_kubeconfig(vault: Vault, record: ClusterRecord) -> SanitizedKubeconfig:
 _AUTH_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[^\s,;'\"]+")
 
 
-def describe_error(exc: BaseException, kc: SanitizedKubeconfig | None) -> str:
-    """A one-line error for ``last_sync_error``: no token, password or key, ever."""
+def status_for(exc: BaseException) -> str:
+    """The cluster status a failure means: ``degraded`` when the API server answered with an
+    error of its own (5xx, 429 throttling, another 4xx), ``unreachable`` for everything that
+    keeps FleetGraph from the cluster (see the module docstring)."""
+    if (
+        isinstance(exc, KubeApiError)
+        and not isinstance(exc, Redirected | UnexpectedAnswer)
+        and exc.status not in (401, 403)
+    ):
+        return DEGRADED
+    return UNREACHABLE
+
+
+def describe_error(
+    exc: BaseException, kc: SanitizedKubeconfig | None, *, kinds: Sequence[str] = ()
+) -> str:
+    """A one-line error for ``last_sync_error``: no token, password or key, ever; ``kinds``
+    (the kinds it affects) are named at the end."""
     refused = refusal_in(exc)
     if refused is not None:
         text = f"connection refused by FleetGraph: {refused.strerror}"
@@ -178,8 +218,11 @@ def describe_error(exc: BaseException, kc: SanitizedKubeconfig | None) -> str:
     elif isinstance(exc, UnexpectedAnswer):
         text = f"not a Kubernetes API answer: {exc.message}"
     elif isinstance(exc, KubeApiError):
-        meaning = {401: "credentials rejected", 403: "forbidden"}.get(exc.status, "API error")
-        text = f"{meaning}: {exc}"
+        meaning = {401: "credentials rejected", 403: "forbidden",
+                   429: "throttled by the API server"}.get(exc.status)
+        text = f"{meaning or ('API server error' if exc.status >= 500 else 'API error')}: {exc}"
+        if exc.retry_after is not None:
+            text += f" (retry after {exc.retry_after:g} s)"
     elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionError):
         text = f"cannot connect: {type(exc).__name__}: {exc}"
     elif isinstance(exc, TimeoutError):
@@ -190,6 +233,8 @@ def describe_error(exc: BaseException, kc: SanitizedKubeconfig | None) -> str:
         text = f"kubeconfig cannot be decrypted: {exc}"
     else:
         text = f"{type(exc).__name__}: {exc}"
+    if kinds:
+        text += f" [{', '.join(kinds)}]"
     if kc is not None:
         for secret in sorted(kc.secret_values(), key=len, reverse=True):
             text = text.replace(secret, "[redacted]")
@@ -214,7 +259,7 @@ class Flusher:
         self._wake = asyncio.Event()
         self._extra_kinds: set[str] = set()
         self._assess = False
-        self._backoff = Backoff(initial=min(options.backoff_initial, 0.5), maximum=5.0)
+        self._backoff = Backoff(initial=min(options.backoff_initial, 0.5), maximum=2.0)
         self.flushes = 0
         self.retries = 0
         self._last_health = 0.0
@@ -256,6 +301,7 @@ class Flusher:
                     batch, extra_kinds=kinds, assess=assess, health=health_now
                 )
             except TRANSIENT_DB_ERRORS as exc:
+                stop_if_cancelled()
                 self.retries += 1
                 batch.absorb(self._pending)
                 self._pending = batch
@@ -306,21 +352,28 @@ class ClusterSync:
         self._informers: list[Informer] = []
         self._flusher: Flusher | None = None
         self._kubeconfig: SanitizedKubeconfig | None = None
-        self._reachable: bool | None = None
-        # Kinds whose last watch was answered with something that is not a watch (or a
-        # redirect): until each watches properly again, the cluster is not reachable, whatever
-        # /version says.
+        # What the status is derived from (see _verdict): a failure before any informer could
+        # run, the last heartbeat's failure, and kinds whose last watch was answered with
+        # something that is not a watch (or a redirect): until each of those watches properly
+        # again, the cluster is not reachable, whatever /version says.
+        self._setup_error: BaseException | None = None
+        self._heartbeat_error: BaseException | None = None
         self._answer_faults: dict[str, BaseException] = {}
-        self.synced = asyncio.Event()
+        self._failed_kinds: set[str] = set()
+        self._status_changed = asyncio.Event()
+        self._trouble = asyncio.Event()
+        self._written: tuple[str, str | None, str | None] | None = None
+        self.status: str | None = None  # the status last written to k8s_clusters
+        self.synced = asyncio.Event()  # set once the cluster was first written ACTIVE
 
     @property
     def cluster_id(self) -> uuid.UUID:
         return self.record.id
 
-    def _backoff(self) -> Backoff:
+    def _backoff(self, *, maximum: float | None = None) -> Backoff:
         return Backoff(
             initial=self._options.backoff_initial,
-            maximum=self._options.backoff_max,
+            maximum=self._options.backoff_max if maximum is None else maximum,
             rng=self._rng,
         )
 
@@ -341,8 +394,21 @@ class ClusterSync:
 
     async def run(self) -> None:
         bind_cluster(self.cluster_id)  # its log lines and metrics, and its tasks', carry the id
+        reporter = asyncio.create_task(self._report(), name=f"fleetgraph-status-{self.cluster_id}")
+        try:
+            await self._attempts()
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+
+    async def _attempts(self) -> None:
+        # An attempt that fails before listing costs one /version: it is retried at the probe
+        # interval at most, so an API server that comes back is synced within seconds. One that
+        # fails later (a bug, the database) would relist everything: it backs off fully.
+        setup = self._backoff(maximum=min(self._options.backoff_max, self._options.probe_interval))
         backoff = self._backoff()
         while True:
+            listing = False
             try:
                 self._kubeconfig = open_kubeconfig(self._vault, self.record)
                 async with open_api_client(
@@ -351,23 +417,32 @@ class ClusterSync:
                     read_timeout=self._options.read_timeout,
                     network=self._options.network,
                 ) as api:
-                    await self._sync(api, backoff)
+                    await self._set_version(await get_version(api))
+                    listing = True
+                    await self._sync(api, backoff, setup)
             except asyncio.CancelledError:
                 raise
             except _CLUSTER_ERRORS as exc:
-                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
-                    await self._mark_unreachable(exc)
+                stop_if_cancelled()
+                self._setup_failed(exc)
             except TRANSIENT_DB_ERRORS as exc:
+                stop_if_cancelled()
                 log.warning("cluster %s: database error (%s); retrying", self.cluster_id,
                             type(exc).__name__)
             except Exception as exc:  # a bug here must not take other clusters down
+                stop_if_cancelled()
                 log.exception("cluster %s: sync failed", self.cluster_id)
-                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
-                    await self._mark_unreachable(exc)
+                self._setup_failed(exc)
             finally:
                 self._informers = []
                 self._answer_faults.clear()
-            await backoff.wait()
+                self._failed_kinds.clear()
+                self._heartbeat_error = None
+            await (backoff if listing else setup).wait()
+
+    def _setup_failed(self, exc: BaseException) -> None:
+        self._setup_error = exc
+        self._changed()
 
     def _specs(self, ledger: OomLedger) -> list[KindSpec]:
         def tombstone(row: Row) -> Row:
@@ -395,8 +470,10 @@ class ClusterSync:
                      decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR),
         ]
 
-    async def _sync(self, api: ApiClient, backoff: Backoff) -> None:
-        await self._set_version(await get_version(api))
+    async def _sync(self, api: ApiClient, backoff: Backoff, setup: Backoff) -> None:
+        # /version answered like Kubernetes: whatever failed before is over.
+        self._setup_error = None
+        self._changed()
         writer = ClusterWriter(
             pool=self._pool,
             vault=self._vault,
@@ -418,29 +495,34 @@ class ClusterSync:
                 backoff=self._backoff(),
                 on_contact=functools.partial(self._watch_contact, spec.kind),
                 on_failure=functools.partial(self._watch_failed, spec.kind),
+                on_state=self._informer_changed,
             )
             for spec in self._specs(ledger)
         ]
-        for informer in self._informers:
-            started = datetime.now(UTC)
-            await informer.list()
-            await self._progress(informer, started)
-        await flusher.flush()
-        with contextlib.suppress(*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
-            # Plans for the per-flush statements need statistics, which a bulk load lacks.
-            await self._pool.execute(
-                "ANALYZE k8s_pods, k8s_replicasets, k8s_deployments, k8s_nodes, k8s_namespaces"
-            )
-        await self._mark_reachable(force=True)
-        backoff.reset()
-        self.synced.set()
-        log.info("cluster %s synced", self.cluster_id)
+        self._changed()
         try:
             async with asyncio.TaskGroup() as tasks:
+                # The heartbeat runs from the start: a server that goes away during the first
+                # lists is noticed, and so is its return.
+                tasks.create_task(self._heartbeat(api))
+                for informer in self._informers:
+                    await informer.list_with_retry()
+                await flusher.flush()
+                try:
+                    # Plans for the per-flush statements need statistics, which a bulk load
+                    # lacks.
+                    await self._pool.execute(
+                        "ANALYZE k8s_pods, k8s_replicasets, k8s_deployments, k8s_nodes,"
+                        " k8s_namespaces"
+                    )
+                except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
+                    stop_if_cancelled()
+                backoff.reset()
+                setup.reset()
+                log.info("cluster %s listed; watching", self.cluster_id)
                 tasks.create_task(flusher.run())
                 for informer in self._informers:
                     tasks.create_task(informer.run())
-                tasks.create_task(self._heartbeat(api))
                 tasks.create_task(self._metrics(api))
                 tasks.create_task(self._assess_periodically())
         except ExceptionGroup as group:
@@ -451,18 +533,48 @@ class ClusterSync:
     # --- loops -----------------------------------------------------------------------
 
     async def _heartbeat(self, api: ApiClient) -> None:
-        """``/version`` on an interval: how an idle cluster's outage becomes visible."""
+        """``/version`` on an interval: how an idle cluster's outage becomes visible. While
+        the cluster is in trouble it runs at the probe interval, so that the moment the server
+        answers again is seen within seconds, and every informer backing off retries then."""
         while True:
-            await asyncio.sleep(self._options.heartbeat_interval)
+            await self._heartbeat_pause()
             try:
                 await get_version(api)
             except TRANSIENT_KUBE_ERRORS as exc:
-                await self._mark_unreachable(exc)
+                self._heartbeat_error = exc
+                self._changed()
             else:
-                if self._answer_faults:
-                    await self._mark_unreachable(next(iter(self._answer_faults.values())))
-                else:
-                    await self._mark_reachable()
+                if self._heartbeat_error is not None:
+                    self._heartbeat_error = None
+                    self._changed()
+                    self._seen_healthy("the API server answers again")
+
+    def _in_trouble(self) -> bool:
+        return self._heartbeat_error is not None or any(
+            i.error is not None for i in self._informers
+        )
+
+    async def _heartbeat_pause(self) -> None:
+        started = time.monotonic()
+        while True:
+            interval = self._options.heartbeat_interval
+            if self._in_trouble():
+                interval = min(interval, self._options.probe_interval)
+            remaining = started + interval - time.monotonic()
+            if remaining <= 0:
+                return
+            self._trouble.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._trouble.wait(), remaining)
+
+    def _seen_healthy(self, why: str) -> None:
+        """The cluster answered after a failure: every informer backing off tries again now
+        (its backoff starts over), instead of sleeping out a delay grown during the fault."""
+        woken = [i.spec.kind for i in self._informers if i.state is InformerState.BACKOFF]
+        for informer in self._informers:
+            informer.retry_now()
+        if woken:
+            log.info("cluster %s: %s; retrying %s now", self.cluster_id, why, ", ".join(woken))
 
     async def _assess_periodically(self) -> None:
         """Time alone changes some verdicts (a pod Pending for too long)."""
@@ -501,6 +613,7 @@ class ClusterSync:
                     conn, cluster_id=self.cluster_id, snapshot=snapshot, sampled_at=sampled_at
                 )
         except TRANSIENT_DB_ERRORS as exc:
+            stop_if_cancelled()
             log.warning("cluster %s: metrics not written (%s)", self.cluster_id,
                         type(exc).__name__)
             return
@@ -508,23 +621,168 @@ class ClusterSync:
         if self._flusher is not None:
             self._flusher.touch(kinds=["metrics"])
 
-    # --- cluster row -----------------------------------------------------------------
+    # --- what informers report -------------------------------------------------------
 
-    async def _progress(self, informer: Informer, started: datetime) -> None:
-        entry = {
-            informer.spec.kind: {
-                "state": "listed",
-                "items": informer.listed_items,
-                "resourceVersion": informer.resource_version,
-                "startedAt": started.isoformat(),
-                "listedAt": datetime.now(UTC).isoformat(),
+    def _informer_changed(self, informer: Informer) -> None:
+        self._changed()
+        if informer.error is not None:
+            self._trouble.set()  # the heartbeat goes to the probe interval
+
+    async def _watch_contact(self, kind: str) -> None:
+        """A watch of ``kind`` delivered events (or ran its course): it works again."""
+        self._answer_faults.pop(kind, None)
+        if kind in self._failed_kinds:
+            self._failed_kinds.discard(kind)
+            self._seen_healthy(f"{kind} watches again")
+        self._changed()
+
+    async def _watch_failed(self, kind: str, exc: BaseException) -> None:
+        # An answer that is not a watch means this is not a Kubernetes API server, and it stays
+        # so until that kind watches properly (see _verdict for what the rest mean).
+        if isinstance(exc, Redirected | UnexpectedAnswer):
+            self._answer_faults[kind] = exc
+        self._failed_kinds.add(kind)
+        self._changed()
+
+    # --- status ----------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._status_changed.set()
+
+    def _verdict(self) -> tuple[str, str | None] | None:
+        """The status the cluster is in and its ``last_sync_error``, or None while nothing
+        decides it (kinds still listing, or relisting after a 410): it keeps what it was."""
+        kc = self._kubeconfig
+        if self._setup_error is not None:
+            return status_for(self._setup_error), describe_error(self._setup_error, kc)
+        if self._answer_faults:
+            return UNREACHABLE, describe_error(next(iter(self._answer_faults.values())), kc)
+        failures: list[tuple[str | None, BaseException]] = [
+            (i.spec.kind, i.error) for i in self._informers if i.error is not None
+        ]
+        if self._heartbeat_error is not None:
+            failures.append((None, self._heartbeat_error))
+        if failures:
+            statuses = {status_for(exc) for _, exc in failures}
+            worst = UNREACHABLE if UNREACHABLE in statuses else DEGRADED
+            chosen = [(kind, exc) for kind, exc in failures if status_for(exc) == worst]
+            kinds = [kind for kind, _ in chosen if kind is not None]
+            return worst, describe_error(chosen[0][1], kc, kinds=kinds)
+        if self._informers and all(i.state is InformerState.WATCHING for i in self._informers):
+            return ACTIVE, None
+        return None
+
+    def _progress(self) -> dict[str, Any] | None:
+        """``sync_progress``: each kind's state, when it entered it, its last list, and while
+        it backs off the next try and why."""
+        if not self._informers:
+            return None
+        progress: dict[str, Any] = {}
+        for informer in self._informers:
+            entry: dict[str, Any] = {
+                "state": informer.state.value,
+                "since": informer.since.isoformat(),
+                "startedAt": _iso(informer.list_started_at),
+                "listedAt": _iso(informer.listed_at),
+                "items": informer.listed_items if informer.listed_at else None,
+                "resourceVersion": informer.listed_version,
             }
-        }
-        await self._pool.execute(
-            "UPDATE k8s_clusters SET sync_progress = sync_progress || $2::jsonb WHERE id = $1",
-            self.cluster_id,
-            entry,
-        )
+            if informer.state is InformerState.BACKOFF:
+                entry["retryAt"] = _iso(informer.retry_at)
+            if informer.error is not None:
+                entry["error"] = describe_error(informer.error, self._kubeconfig)
+                entry["failures"] = informer.failures
+            progress[informer.spec.kind] = {k: v for k, v in entry.items() if v is not None}
+        return progress
+
+    async def _report(self) -> None:
+        """Write status and progress whenever they change, a burst of changes at a time; a
+        database error is retried (the change stays pending) without disturbing the sync."""
+        retry = Backoff(initial=0.1, maximum=2.0, rng=self._rng)
+        while True:
+            await self._status_changed.wait()
+            await asyncio.sleep(self._options.flush_interval)
+            self._status_changed.clear()
+            try:
+                await self._write_status()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                stop_if_cancelled()
+                self._status_changed.set()
+                if isinstance(exc, TRANSIENT_DB_ERRORS):
+                    log.warning("cluster %s: status not written (%s); retrying",
+                                self.cluster_id, type(exc).__name__)
+                else:
+                    log.exception("cluster %s: status not written", self.cluster_id)
+                await retry.wait()
+            else:
+                retry.reset()
+
+    async def _write_status(self) -> None:
+        verdict = self._verdict()
+        progress = self._progress()
+        encoded = dumps(progress) if progress is not None else None
+        status: str
+        error: str | None
+        if verdict is not None:
+            status, error = verdict
+        elif self._written is not None:
+            status, error = self._written[0], self._written[1]
+        else:
+            # A sync starting over (a new replica, a database back, a re-keyed cluster) is not
+            # synced until its kinds are listed and watched again, whatever the row said.
+            status, error = PENDING, None
+        key = (status, error, encoded)
+        if key == self._written:
+            return
+        moved = self._written is None or (status, error) != self._written[:2]
+        # Take turns with the flusher: a flush holds key-share locks on the cluster row (its
+        # rows' foreign keys) and then updates it; this updates it and then locks it for the
+        # health verdict. Overlapping, the two would deadlock.
+        lock = self._flusher.writer.lock if self._flusher is not None else asyncio.Lock()
+        async with lock, self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """
+                UPDATE k8s_clusters
+                   SET status = $2,
+                       last_sync_error = $3,
+                       last_synced_at = CASE WHEN $2 = 'active' AND $4 THEN now()
+                                             ELSE last_synced_at END,
+                       sync_progress = COALESCE($5::jsonb, sync_progress),
+                       updated_at = now()
+                 WHERE id = $1 AND status <> 'disabled'
+                """,
+                self.cluster_id, status, error, moved, progress,
+            )
+            changed, health = False, None
+            if moved:
+                report, changed = await update_cluster_health(conn, self.cluster_id)
+                health = report.status.value
+            await notify_changes(
+                conn,
+                cluster_id=self.cluster_id,
+                organization_id=self.record.organization_id,
+                kinds=["cluster"],
+                health_changed=changed,
+                health_status=health,
+            )
+        self._written = key
+        if moved and status != self.status:
+            self._log_status(status, error)
+        self.status = status
+        if status == ACTIVE:
+            self.synced.set()
+
+    def _log_status(self, status: str, error: str | None) -> None:
+        if status == ACTIVE:
+            log.info("cluster %s active: every kind listed and watching", self.cluster_id)
+        elif status == PENDING:
+            log.info("cluster %s pending: listing every kind", self.cluster_id)
+        else:
+            log.warning("cluster %s %s: %s", self.cluster_id, status, error)
+
+    # --- cluster row -----------------------------------------------------------------
 
     async def _set_version(self, version: object) -> None:
         if isinstance(version, str) and version:
@@ -545,65 +803,9 @@ class ClusterSync:
         if status != "UPDATE 0" and self._flusher is not None:
             self._flusher.touch(kinds=["cluster"])
 
-    async def _watch_contact(self, kind: str) -> None:
-        """A watch of ``kind`` delivered events (or ran its course): it works again."""
-        self._answer_faults.pop(kind, None)
-        if not self._answer_faults:
-            await self._mark_reachable()
 
-    async def _watch_failed(self, kind: str, exc: BaseException) -> None:
-        # An answer that is not a watch means this is not a Kubernetes API server, and it stays
-        # so until that kind watches properly; a refused connection means the server is gone;
-        # a cut stream or a 5xx means neither.
-        if isinstance(exc, Redirected | UnexpectedAnswer):
-            self._answer_faults[kind] = exc
-            await self._mark_unreachable(exc)
-        elif isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
-            await self._mark_unreachable(exc)
-
-    async def _mark_unreachable(self, exc: BaseException) -> None:
-        message = describe_error(exc, self._kubeconfig)
-        if self._reachable is False:
-            return
-        log.warning("cluster %s unreachable: %s", self.cluster_id, message)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE k8s_clusters SET status = 'unreachable', last_sync_error = $2,"
-                " updated_at = now() WHERE id = $1 AND status <> 'disabled'",
-                self.cluster_id,
-                message,
-            )
-            report, changed = await update_cluster_health(conn, self.cluster_id)
-            await notify_changes(
-                conn,
-                cluster_id=self.cluster_id,
-                organization_id=self.record.organization_id,
-                kinds=["cluster"],
-                health_changed=changed,
-                health_status=report.status.value,
-            )
-        self._reachable = False
-
-    async def _mark_reachable(self, *, force: bool = False) -> None:
-        if self._reachable is True and not force:
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE k8s_clusters SET status = 'active', last_sync_error = NULL,"
-                " last_synced_at = now(), updated_at = now()"
-                " WHERE id = $1 AND status <> 'disabled'",
-                self.cluster_id,
-            )
-            report, changed = await update_cluster_health(conn, self.cluster_id)
-            await notify_changes(
-                conn,
-                cluster_id=self.cluster_id,
-                organization_id=self.record.organization_id,
-                kinds=["cluster"],
-                health_changed=changed,
-                health_status=report.status.value,
-            )
-        self._reachable = True
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _first_failure(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -64,7 +64,7 @@ class HealthReport:
 
 
 _FIGURES = """
-SELECT c.status, c.last_sync_error,
+SELECT c.status, c.last_sync_error, c.last_synced_at,
        (SELECT count(*) FROM k8s_nodes n
          WHERE n.cluster_id = c.id AND n.deleted_at IS NULL) AS nodes_total,
        (SELECT count(*) FROM k8s_nodes n
@@ -125,9 +125,22 @@ async def assess_cluster(conn: asyncpg.Connection, cluster_id: uuid.UUID) -> Hea
         return HealthReport(Health.UNKNOWN, "cluster not found")
     if figures["status"] == "unreachable":
         return HealthReport(Health.UNREACHABLE, "API server unreachable")
-    if figures["status"] != "active":
+    if figures["status"] not in ("active", "degraded") and (
+        figures["status"] != "pending" or figures["last_synced_at"] is None
+    ):
+        # Never synced. A pending cluster that was synced before (its sync starting over on
+        # another replica, or after a database outage) is judged by the rows it has.
         return HealthReport(Health.UNKNOWN, "not synced yet")
     signals: list[Signal] = []
+    if figures["status"] == "degraded":
+        # The API server answers with errors or throttles: what is stored may be behind.
+        signals.append(
+            Signal(
+                'fleetgraph_cluster_sync_state{state="degraded"}',
+                Health.DEGRADED,
+                f"sync degraded: {figures['last_sync_error'] or 'API server errors'}",
+            )
+        )
     nodes_total, not_ready = figures["nodes_total"], figures["nodes_not_ready"]
     if not_ready:
         severity = Health.CRITICAL if not_ready * 2 >= nodes_total else Health.DEGRADED

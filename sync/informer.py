@@ -11,16 +11,25 @@ This is client-go's reflector loop, kept small:
 4. ``410 Gone`` sends it back to 1.
 
 A bad object is logged by kind and name (never its body) and skipped; the informer goes on.
+
+Each informer says where it stands (:class:`InformerState`: listing, listed, watching, backing
+off with the time of its next try, and the failure that sent it there), because a cluster is
+only really synced when every one of its informers is watching, whatever ``/version`` says.
+Its backoff can be cut short from outside (:meth:`Informer.retry_now`): when the cluster is
+seen healthy again, an informer that had backed off for a minute should not sleep on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
@@ -31,13 +40,19 @@ from app.metrics import WatchRestart, sync_relisted, sync_watch_restarted, watch
 from sync.kubeapi import EmptyWatch, Gone, KubeApiError, list_pages, watch_events
 from sync.mappers import BadObject, describe
 
-__all__ = ["TRANSIENT_KUBE_ERRORS", "Backoff", "Informer", "KindSpec", "Sink"]
+__all__ = ["TRANSIENT_KUBE_ERRORS", "Backoff", "Informer", "InformerState", "KindSpec", "Sink"]
 
 log = logging.getLogger(__name__)
 
 # An API server shutting down ends each watch once; a server that does not implement watch
 # ends every one. This many in a row (with backoff in between) is the latter.
 EMPTY_WATCHES_BEFORE_FAILURE = 3
+# A stream that worked at least this long and is then cut (a proxy's idle timeout, a server
+# restart, a dropped connection) is re-watched at once from where it stood, as client-go does;
+# a stream cut sooner than that is a failure and backs off, so a server that cuts every stream
+# at once is never re-watched in a hot loop.
+STREAM_WORKED_S = 1.0
+QUICK_CUTS_BEFORE_FAILURE = 2
 
 # Failures worth retrying: the network, the server's 5xx/429, a stream cut mid-JSON, and an
 # answer that is not Kubernetes (a KubeApiError too: retried with backoff, never in a hot loop).
@@ -71,14 +86,29 @@ class Sink(Protocol):
     def replace(self, kind: str, values: dict[str, Any]) -> None: ...
 
 
+class InformerState(StrEnum):
+    """Where an informer stands (``k8s_clusters.sync_progress[kind].state``)."""
+
+    PENDING = "pending"  # not listed yet
+    LISTING = "listing"
+    LISTED = "listed"  # listed; its watch starts once every kind is listed and written
+    WATCHING = "watching"  # the server accepted the watch from our resourceVersion
+    BACKOFF = "backoff"  # waiting before the next try (``retry_at``)
+
+
 class Backoff:
-    """Exponential backoff with full jitter (0.5x-1.5x), reset by :meth:`reset`."""
+    """Exponential backoff with full jitter (0.5x-1.5x), reset by :meth:`reset`.
+
+    A wait can be cut short by :meth:`retry_now` (the cluster was seen healthy again), but
+    never to less than the initial delay, nor before a server's ``Retry-After``: a wake-up
+    must not turn retries into a hot loop or ignore a throttling server."""
 
     def __init__(self, *, initial: float, maximum: float, rng: random.Random | None = None):
         self.initial = initial
         self.maximum = maximum
         self.failures = 0
         self._rng = rng or random.Random()
+        self._cut = asyncio.Event()
 
     def next_delay(self, *, at_least: float = 0.0) -> float:
         self.failures += 1
@@ -86,7 +116,23 @@ class Backoff:
         return max(at_least, base * self._rng.uniform(0.5, 1.5))
 
     async def wait(self, *, at_least: float = 0.0) -> None:
-        await asyncio.sleep(self.next_delay(at_least=at_least))
+        await self.sleep(self.next_delay(at_least=at_least), at_least=at_least)
+
+    async def sleep(self, delay: float, *, at_least: float = 0.0) -> None:
+        """Sleep ``delay`` (from :meth:`next_delay`), or less if :meth:`retry_now` is called
+        meanwhile: then until ``max(initial, at_least)`` after the start at the earliest."""
+        started = time.monotonic()
+        self._cut.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cut.wait(), delay)
+        floor = min(delay, max(self.initial, at_least)) - (time.monotonic() - started)
+        if floor > 0:
+            await asyncio.sleep(floor)
+
+    def retry_now(self) -> None:
+        """Start again from the initial delay, and end the current wait (see :meth:`sleep`)."""
+        self.failures = 0
+        self._cut.set()
 
     def reset(self) -> None:
         self.failures = 0
@@ -113,6 +159,7 @@ class Informer:
         backoff: Backoff,
         on_contact: Callable[[], Awaitable[None]] | None = None,
         on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+        on_state: Callable[[Informer], None] | None = None,
     ) -> None:
         self.spec = spec
         self._api = api
@@ -123,12 +170,61 @@ class Informer:
         self._backoff = backoff
         self._on_contact = on_contact
         self._on_failure = on_failure
+        self._on_state = on_state
         self._relist = asyncio.Event()
         self.resource_version: str | None = None
         self.listed_items = 0
         self.relists = 0
         self.skipped = 0
         self._empty_watches = 0
+        self._quick_cuts = 0  # streams in a row cut before they worked (see STREAM_WORKED_S)
+        # Where it stands, for sync_progress and the cluster's status.
+        self.state = InformerState.PENDING
+        self.since = now_utc()
+        # The failure it has not yet recovered from (None once it lists or watches again).
+        self.error: BaseException | None = None
+        self.retry_at: datetime | None = None
+        self.list_started_at: datetime | None = None
+        self.listed_at: datetime | None = None
+        self.listed_version: str | None = None
+        self._stream_opened_at: float | None = None  # when the current watch stream opened
+
+    # --- state -----------------------------------------------------------------------
+
+    def _enter(
+        self, state: InformerState, *, retry_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        if state is self.state and retry_at == self.retry_at:
+            return
+        self.state, self.retry_at, self.since = state, retry_at, now or now_utc()
+        if self._on_state is not None:
+            self._on_state(self)
+
+    def _recovered(self) -> None:
+        """A list or watch worked: the failure is over."""
+        if self.error is not None:
+            self.error = None
+            if self._on_state is not None:
+                self._on_state(self)
+
+    @property
+    def failures(self) -> int:
+        """Failures in a row (the backoff's count; 0 once it works again)."""
+        return self._backoff.failures
+
+    def retry_now(self) -> None:
+        """End a backoff early (the cluster was seen healthy); no-op when not backing off."""
+        if self.state is InformerState.BACKOFF:
+            self._backoff.retry_now()
+
+    async def _pause(self, error: BaseException | None, *, at_least: float = 0.0) -> None:
+        """Back off after a failure (``error``; None for a pause that is not one yet)."""
+        delay = self._backoff.next_delay(at_least=at_least)
+        self.error = error
+        now = now_utc()
+        self._enter(InformerState.BACKOFF, retry_at=now + timedelta(seconds=delay), now=now)
+        await self._backoff.sleep(delay, at_least=at_least)
 
     # --- decoding --------------------------------------------------------------------
 
@@ -178,6 +274,8 @@ class Informer:
 
     async def list(self) -> str:
         """A full paged list into the buffer as a snapshot; returns its resourceVersion."""
+        self.list_started_at = now_utc()
+        self._enter(InformerState.LISTING)
         while True:
             try:
                 values: dict[str, Any] = {}
@@ -200,7 +298,10 @@ class Informer:
                 continue
             self._sink.replace(self.spec.kind, values)
             self.listed_items = len(values)
-            self.resource_version = version or "0"
+            self.resource_version = self.listed_version = version or "0"
+            self.listed_at = now_utc()
+            self._recovered()
+            self._enter(InformerState.LISTED)
             return self.resource_version
 
     # --- watch -----------------------------------------------------------------------
@@ -212,14 +313,23 @@ class Informer:
     async def _contact(self) -> None:
         self._backoff.reset()
         self._empty_watches = 0
+        self._quick_cuts = 0
         if self._on_contact is not None:
             await self._on_contact()
+
+    def _opened(self) -> None:
+        """The server accepted the watch: this kind is being watched (events may be far off
+        on a quiet cluster)."""
+        self._stream_opened_at = time.monotonic()
+        self._recovered()
+        self._enter(InformerState.WATCHING)
 
     async def _watch_until_gone(self) -> None:
         """Watch, re-watching from the last version seen, until 410 Gone."""
         while True:
             assert self.resource_version is not None
             contacted = False
+            self._stream_opened_at = None
             try:
                 async for event in watch_events(
                     self._api,
@@ -228,6 +338,7 @@ class Informer:
                     timeout_seconds=self._watch_timeout_s,
                     connect_timeout=self._connect_timeout,
                     label_selector=self.spec.label_selector,
+                    on_open=self._opened,
                 ):
                     self._apply(event)
                     if not contacted:
@@ -246,15 +357,33 @@ class Informer:
             except EmptyWatch as exc:
                 sync_watch_restarted(self.spec.kind, WatchRestart.ERROR)
                 self._empty_watches += 1
-                if self._empty_watches >= EMPTY_WATCHES_BEFORE_FAILURE and self._on_failure:
+                failed = self._empty_watches >= EMPTY_WATCHES_BEFORE_FAILURE
+                if failed and self._on_failure:
                     await self._on_failure(exc)
-                await self._backoff.wait()
+                await self._pause(exc if failed else None)
             except TRANSIENT_KUBE_ERRORS as exc:
                 sync_watch_restarted(self.spec.kind, watch_restart_reason(exc))
+                opened_at = self._stream_opened_at
+                if (
+                    not isinstance(exc, KubeApiError)
+                    and opened_at is not None
+                    and time.monotonic() - opened_at >= STREAM_WORKED_S
+                ):
+                    # A stream that worked was cut: carry on from its resourceVersion at once.
+                    log.info("%s watch interrupted (%s); watching again", self.spec.kind,
+                             type(exc).__name__)
+                    continue
+                if not isinstance(exc, KubeApiError) and opened_at is not None:
+                    # Cut before it worked: back off, but once is not yet a failure (a server
+                    # or proxy restarting cuts every stream once); twice in a row is.
+                    self._quick_cuts += 1
+                    if self._quick_cuts < QUICK_CUTS_BEFORE_FAILURE:
+                        await self._pause(None)
+                        continue
                 if self._on_failure is not None:
                     await self._on_failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, KubeApiError) else None
-                await self._backoff.wait(at_least=retry_after or 0.0)
+                await self._pause(exc, at_least=retry_after or 0.0)
 
     async def run(self) -> None:
         """Watch forever from the last list; relist on 410 or when asked. Call :meth:`list`
@@ -274,18 +403,23 @@ class Informer:
             await self._list_with_retry()
 
     async def _list_with_retry(self) -> None:
+        await self.list_with_retry()
+        self.relists += 1
+        sync_relisted(self.spec.kind)
+
+    async def list_with_retry(self) -> None:
+        """:meth:`list`, retried with backoff until it succeeds (only cancellation ends it
+        otherwise); each failure is reported to ``on_failure`` first."""
         while True:
             try:
                 await self.list()
-                self.relists += 1
-                sync_relisted(self.spec.kind)
                 self._backoff.reset()
                 return
             except TRANSIENT_KUBE_ERRORS as exc:
                 if self._on_failure is not None:
                     await self._on_failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, KubeApiError) else None
-                await self._backoff.wait(at_least=retry_after or 0.0)
+                await self._pause(exc, at_least=retry_after or 0.0)
 
 
 def now_utc() -> datetime:

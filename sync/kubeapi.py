@@ -20,7 +20,7 @@ re-watch it as fast as it answers. A redirect is never followed (see
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -279,11 +279,14 @@ async def watch_events(
     timeout_seconds: int,
     connect_timeout: float,
     label_selector: str | None = None,
+    on_open: Callable[[], None] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Watch events (``{"type": ..., "object": ...}``) from ``resource_version``, with
     BOOKMARKs, until the server ends the stream after ``timeout_seconds``.
 
     An ``ERROR`` event carrying 410 is raised as :class:`Gone`, like an HTTP 410.
+    ``on_open`` is called once the server has accepted the watch (its 200 arrived), which on a
+    quiet cluster can be long before the first event: it is how a caller knows it watches.
     """
     query = [
         ("watch", "true"),
@@ -304,6 +307,8 @@ async def watch_events(
     response = await _request(api, path, query, request_timeout=timeout)
     delivered = 0
     try:
+        if on_open is not None:
+            on_open()
         async for line in _lines(response):
             event = _watch_event(line, path)
             if event["type"] == "ERROR":

@@ -3,30 +3,51 @@
 Several FleetGraph replicas may run against one database and each cluster must be synced by
 exactly one of them. A session-level ``pg_try_advisory_lock`` is the lease: PostgreSQL grants
 it to one session only and releases it by itself when that session ends, so a replica that
-dies (process killed, network cut, connection terminated) frees its clusters without any
-expiry clock, and the next rescan of another replica takes them.
+dies (process killed, connection terminated) frees its clusters at once, with no expiry clock.
+
+A replica that does not die but stops (its host froze, its network went silent) keeps its
+session open as far as the server can tell. So the lease session carries an
+``idle_session_timeout`` of ``ttl``: the holder proves it is alive with a round trip every
+``lease interval`` (:meth:`ClusterLease.renew`), and a holder that stops doing so has its
+session, and every lease, ended by the server after ``ttl``. The holder gives its leases up by
+itself sooner, after ``ttl / 2`` without a successful renewal, so it has stopped writing before
+the server can hand its clusters to anyone else. The same round trip takes every free lease
+the caller asks for, which is how survivors notice a dead replica's clusters within seconds.
 
 All of a replica's leases live on one dedicated connection (it also LISTENs for registry
-changes). If that connection is lost, every lease is lost with it: the holder reports it and
-the supervisor stops those syncs before it tries to take anything again.
+changes), used by one caller at a time. If that connection is lost, every lease is lost with
+it: the holder reports it and the supervisor stops those syncs before it tries to take
+anything again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
+
+from app.db import CONNECTION_LOST, stop_if_cancelled
 
 __all__ = ["ClusterLease", "lease_key"]
 
 log = logging.getLogger(__name__)
 
 _KEY_LABEL = b"fleetgraph/sync/cluster-lease/v1\x00"
+# idle_session_timeout exists from PostgreSQL 14 on; before that only a dead connection (not a
+# frozen holder) frees a lease.
+_IDLE_TIMEOUT_SINCE = 14
+_FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
+
+# Every free lease among the keys asked for, taken in one round trip (asking for a key this
+# session holds already would take it a second time: the caller leaves those out).
+_TAKE_FREE = "SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
 
 
 def lease_key(cluster_id: uuid.UUID) -> int:
@@ -39,17 +60,25 @@ def lease_key(cluster_id: uuid.UUID) -> int:
 class ClusterLease:
     """This replica's lease connection and the clusters it holds."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, ttl: float = 8.0) -> None:
         self._pool = pool
+        self._ttl = ttl
         self._conn: Any = None  # a PoolConnectionProxy held for the supervisor's lifetime
         self._lost = False
         self._on_lost: Callable[[], None] | None = None
         self._listeners: dict[str, Callable[..., Any]] = {}
+        self._lock = asyncio.Lock()  # one statement at a time on the lease connection
+        self._renewed = 0.0  # monotonic time of the last successful round trip
         self.held: set[uuid.UUID] = set()
 
     @property
     def connected(self) -> bool:
         return self._conn is not None and not self._lost and not self._conn.is_closed()
+
+    @property
+    def pid(self) -> int | None:
+        """The server process of the lease session (whose ``pg_locks`` rows are the leases)."""
+        return int(self._conn.get_server_pid()) if self.connected else None
 
     async def open(
         self,
@@ -66,46 +95,77 @@ class ClusterLease:
         self._listeners = dict(listen or {})
         try:
             conn.add_termination_listener(self._on_terminated)
+            if conn.get_server_version().major >= _IDLE_TIMEOUT_SINCE:
+                await conn.execute(
+                    f"SET idle_session_timeout = {max(1, round(self._ttl * 1000))}"
+                )
             for channel, callback in self._listeners.items():
                 await conn.add_listener(channel, callback)
         except BaseException:
-            await self._pool.release(conn)
+            with contextlib.suppress(*_FAILURES):
+                conn.remove_termination_listener(self._on_terminated)
+            with contextlib.suppress(*_FAILURES):
+                await self._pool.release(conn, timeout=5)
             raise
         self._conn = conn
+        self._renewed = time.monotonic()
 
     def _on_terminated(self, *_: object) -> None:
+        self._give_up()
+
+    def _give_up(self) -> None:
+        if self._lost:
+            return
         self._lost = True
         if self._on_lost is not None:
             self._on_lost()
 
-    async def alive(self) -> bool:
-        """A round trip on the lease connection; ``False`` means every lease is gone."""
-        if not self.connected:
-            return False
-        try:
-            await self._conn.fetchval("SELECT 1", timeout=5)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            self._lost = True
-            return False
-        return True
+    async def renew(
+        self, candidates: Callable[[], Iterable[uuid.UUID]] = tuple
+    ) -> set[uuid.UUID]:
+        """Prove this replica alive and take every free lease among ``candidates()``, in one
+        round trip; returns the clusters newly leased. ``candidates`` is called once this
+        caller has the connection, so a cluster disabled meanwhile is not taken again.
 
-    async def try_acquire(self, cluster_id: uuid.UUID) -> bool:
-        if cluster_id in self.held:
-            return True
-        got = bool(
-            await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", lease_key(cluster_id))
-        )
-        if got:
-            self.held.add(cluster_id)
-        return got
+        A failed round trip is survived for ``ttl / 2`` (a slow checkpoint must not cost every
+        sync); past that, or if the connection is gone, every lease is given up (``on_lost``
+        is called): the server will end the session soon and someone else take them."""
+        if not self.connected:
+            return set()
+        try:
+            async with self._lock:
+                wanted = {lease_key(c): c for c in candidates() if c not in self.held}
+                rows = await self._conn.fetch(_TAKE_FREE, list(wanted), timeout=self._ttl / 4)
+        except _FAILURES as exc:
+            stop_if_cancelled()
+            silent = time.monotonic() - self._renewed
+            if not self.connected or silent >= self._ttl / 2:
+                log.warning("lease connection failed (%s) %.1fs after its last renewal: "
+                            "giving up every lease", type(exc).__name__, silent)
+                self._give_up()
+                self._terminate()
+            return set()
+        self._renewed = time.monotonic()
+        taken = {wanted[row[0]] for row in rows}
+        self.held |= taken
+        return taken
 
     async def release(self, cluster_id: uuid.UUID) -> None:
         if cluster_id not in self.held:
             return
         self.held.discard(cluster_id)
         if self.connected:
-            with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                await self._conn.fetchval("SELECT pg_advisory_unlock($1)", lease_key(cluster_id))
+            with contextlib.suppress(*_FAILURES):
+                async with self._lock:
+                    await self._conn.fetchval("SELECT pg_advisory_unlock($1)",
+                                              lease_key(cluster_id))
+            stop_if_cancelled()
+
+    def _terminate(self) -> None:
+        """Close the socket now: the server then ends the session, and the leases with it."""
+        if self._conn is not None:
+            with contextlib.suppress(*_FAILURES):
+                self._conn.terminate()
 
     async def close(self) -> None:
         """Give every lease back (the pool's reset unlocks all and UNLISTENs)."""
@@ -117,14 +177,16 @@ class ClusterLease:
         # or the supervisor could never open a new lease connection.
         with contextlib.suppress(asyncpg.InterfaceError):
             conn.remove_termination_listener(self._on_terminated)
-        if self._lost or conn.is_closed():
-            with contextlib.suppress(asyncpg.InterfaceError):
+        async with self._lock:
+            if self._lost or conn.is_closed():
+                with contextlib.suppress(*_FAILURES):
+                    conn.terminate()
+            else:
+                for channel, callback in self._listeners.items():
+                    with contextlib.suppress(*_FAILURES):
+                        await conn.remove_listener(channel, callback)
+            try:
+                await self._pool.release(conn, timeout=5)
+            except _FAILURES:
                 conn.terminate()
-        else:
-            for channel, callback in self._listeners.items():
-                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-                    await conn.remove_listener(channel, callback)
-        try:
-            await self._pool.release(conn, timeout=5)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            conn.terminate()
+        stop_if_cancelled()

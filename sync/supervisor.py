@@ -12,6 +12,15 @@ is registered, re-keyed, disabled, deleted or asked to resync is handled without
 
 One cluster's failure stays in its task (ClusterSync never raises but for cancellation); the
 lease connection's loss stops every sync here first, so no cluster is ever synced twice.
+
+Recovery is measured in seconds, not rescan intervals:
+
+* a rescan that fails on the database (down, restarting) is retried with a short capped
+  backoff, so the first attempt after PostgreSQL answers again reopens the lease connection
+  and restarts the syncs (they relist, so nothing written meanwhile in a cluster is missed);
+* every ``lease_interval`` the lease connection proves this replica alive and takes any free
+  lease of a registered cluster not synced here: a dead replica's clusters are taken over
+  within about that interval, and a frozen one's once the server ends its idle session.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ from typing import Any
 
 import asyncpg
 
+from app.db import stop_if_cancelled
 from app.network_guard import NetworkPolicy
 from app.settings import Settings
 from app.vault import Vault
 from sync.cluster_sync import TRANSIENT_DB_ERRORS, ClusterRecord, ClusterSync, SyncOptions
 from sync.housekeeping import run_housekeeping
+from sync.informer import Backoff
 from sync.lease import ClusterLease
 from sync.notify import REGISTRY_CHANNEL, notify_registry
 
@@ -124,8 +135,9 @@ class Supervisor:
         self._vault = vault
         self._options = options or options_from_settings(settings)
         self._housekeeping = housekeeping
-        self._lease = ClusterLease(pool)
+        self._lease = ClusterLease(pool, ttl=self._options.lease_ttl)
         self._running: dict[uuid.UUID, _Running] = {}
+        self._registered: frozenset[uuid.UUID] = frozenset()  # as of the last rescan
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.rescans = 0
@@ -141,10 +153,16 @@ class Supervisor:
         running = self._running.get(cluster_id)
         return running.sync if running else None
 
+    @property
+    def lease_pid(self) -> int | None:
+        """The PostgreSQL backend whose advisory locks are this replica's leases."""
+        return self._lease.pid
+
     async def start(self) -> None:
         if self._tasks:
             raise RuntimeError("supervisor already started")
         self._tasks.append(asyncio.create_task(self._supervise(), name="fleetgraph-supervisor"))
+        self._tasks.append(asyncio.create_task(self._keep_leases(), name="fleetgraph-leases"))
         if self._housekeeping:
             self._tasks.append(
                 asyncio.create_task(self._housekeep(), name="fleetgraph-housekeeping")
@@ -173,21 +191,57 @@ class Supervisor:
         self._wake.set()
 
     async def _supervise(self) -> None:
+        retry_max = self._options.database_retry_max
+        retry = Backoff(initial=min(0.2, retry_max), maximum=retry_max)
+        down_since: float | None = None
         while True:
+            delay = self._options.rescan_interval
             try:
                 await self._rescan()
             except asyncio.CancelledError:
                 raise
             except TRANSIENT_DB_ERRORS as exc:
-                log.warning("supervisor rescan failed (%s); retrying", type(exc).__name__)
+                stop_if_cancelled()
+                # The database is down or restarting: try again within a second or so, so the
+                # syncs resume as soon as it answers (NOTIFY cannot wake us: it rides on the
+                # very connection that is gone).
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("supervisor: database unavailable (%s); retrying every %.1f s"
+                                " at most", type(exc).__name__, retry_max)
+                delay = retry.next_delay()
             except Exception:
+                stop_if_cancelled()
                 log.exception("supervisor rescan failed")
+            else:
+                retry.reset()
+                if down_since is not None:
+                    log.info("supervisor: database answers again after %.1f s; syncing %d"
+                             " clusters", time.monotonic() - down_since, len(self._running))
+                    down_since = None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._options.rescan_interval)
+                await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
 
-    async def _housekeep(self) -> None:
+    async def _keep_leases(self) -> None:
+        """Every lease interval: prove this replica alive (see :mod:`sync.lease`) and take the
+        free lease of any registered cluster nobody syncs (a dead replica's); the rescan it
+        wakes starts those syncs."""
         while True:
+            await asyncio.sleep(self._options.lease_interval)
+            if not self._lease.connected:
+                continue  # the rescan reopens it (a lost connection has woken it already)
+            taken = await self._lease.renew(lambda: self._registered - set(self._running))
+            if taken:
+                log.info("took over %d free cluster leases", len(taken))
+                self.wake()
+
+    async def _housekeep(self) -> None:
+        # Partitions ahead of time matter: a run the database was down for is tried again
+        # within a minute, not a day later.
+        retry = Backoff(initial=5.0, maximum=min(60.0, self._options.housekeeping_interval))
+        while True:
+            delay = self._options.housekeeping_interval
             try:
                 await run_housekeeping(
                     self._pool,
@@ -198,14 +252,22 @@ class Supervisor:
                 )
             except asyncio.CancelledError:
                 raise
+            except TRANSIENT_DB_ERRORS as exc:
+                stop_if_cancelled()
+                delay = retry.next_delay()
+                log.warning("housekeeping: database unavailable (%s); next try in %.0f s",
+                            type(exc).__name__, delay)
             except Exception:
+                stop_if_cancelled()
                 log.exception("housekeeping failed; next run in %ss",
                               self._options.housekeeping_interval)
-            await asyncio.sleep(self._options.housekeeping_interval)
+            else:
+                retry.reset()
+            await asyncio.sleep(delay)
 
     async def _rescan(self) -> None:
         self.rescans += 1
-        if not await self._lease.alive():
+        if not self._lease.connected:
             if self._running or self._lease.held:
                 log.warning("lease connection lost: stopping %d cluster syncs", len(self._running))
             await self._stop_all()
@@ -216,14 +278,20 @@ class Supervisor:
         records = {
             r.id: r for r in map(ClusterRecord.from_row, await self._pool.fetch(_CLUSTERS))
         }
+        self._registered = frozenset(records)
         for cluster_id in set(self._running) - set(records):
             log.info("cluster %s disabled or deleted: stopping its sync", cluster_id)
             await self._stop(cluster_id)
             await self._lease.release(cluster_id)
+        for cluster_id in self._lease.held - set(records):  # leased meanwhile, gone since
+            await self._lease.release(cluster_id)
+        await self._lease.renew(lambda: [c for c in records if c not in self._running])
+        if not self._lease.connected:
+            return  # lost on the way: it has woken the next rescan, which stops everything
         for cluster_id, record in records.items():
             running = self._running.get(cluster_id)
             if running is None:
-                if await self._lease.try_acquire(cluster_id):
+                if cluster_id in self._lease.held:
                     self._start(record)
                 continue
             if running.task.done():  # never expected; restart rather than leave it dead
