@@ -13,7 +13,9 @@ Its life, per attempt:
 The cluster's ``status`` is derived from where its informers and its heartbeat stand, never
 from one lucky request (a ``/version`` that answers says nothing of a pods watch in backoff):
 
-* ``active`` only once every kind is listed and watching, and nothing is failing;
+* ``active`` only once every kind is listed and watching, and nothing is failing (an optional
+  kind the cluster refuses, Helm releases without their grant, is shown as ``refused`` in
+  ``sync_progress`` and holds nothing back);
 * ``unreachable`` when FleetGraph cannot get at the cluster: no connection, a timeout,
   credentials refused (401/403), a kubeconfig it cannot use, and a server that redirects or
   answers something that is not a Kubernetes answer (it stays so until that kind watches
@@ -102,6 +104,8 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 # k8s_clusters.status values the sync writes ('disabled' is the API's).
 PENDING, ACTIVE, DEGRADED, UNREACHABLE = "pending", "active", "degraded", "unreachable"
+# Informer states in which a kind is fully synced: watching, or an optional kind refused.
+_SYNCING = frozenset({InformerState.WATCHING, InformerState.REFUSED})
 
 
 _CLUSTER_ERRORS: tuple[type[BaseException], ...] = (
@@ -466,8 +470,10 @@ class ClusterSync:
             table("pods", "Pod", "/api/v1/pods", pod),
             KindSpec(kind=QUOTAS, api_kind="ResourceQuota", path="/api/v1/resourcequotas",
                      decode=map_resource_quota),
+            # Optional: its grant (deploy/watched-cluster-helm-rbac.yaml) may be left out.
             KindSpec(kind=HELM, api_kind="Secret", path="/api/v1/secrets",
-                     decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR),
+                     decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR,
+                     optional=True),
         ]
 
     async def _sync(self, api: ApiClient, backoff: Backoff, setup: Backoff) -> None:
@@ -506,7 +512,8 @@ class ClusterSync:
                 # lists is noticed, and so is its return.
                 tasks.create_task(self._heartbeat(api))
                 for informer in self._informers:
-                    await informer.list_with_retry()
+                    # An optional kind the cluster refuses is asked again by its run().
+                    await informer.list_with_retry(wait_if_refused=False)
                 await flusher.flush()
                 try:
                     # Plans for the per-flush statements need statistics, which a bulk load
@@ -668,7 +675,7 @@ class ClusterSync:
             chosen = [(kind, exc) for kind, exc in failures if status_for(exc) == worst]
             kinds = [kind for kind, _ in chosen if kind is not None]
             return worst, describe_error(chosen[0][1], kc, kinds=kinds)
-        if self._informers and all(i.state is InformerState.WATCHING for i in self._informers):
+        if self._informers and all(i.state in _SYNCING for i in self._informers):
             return ACTIVE, None
         return None
 
@@ -687,11 +694,13 @@ class ClusterSync:
                 "items": informer.listed_items if informer.listed_at else None,
                 "resourceVersion": informer.listed_version,
             }
-            if informer.state is InformerState.BACKOFF:
+            if informer.state in (InformerState.BACKOFF, InformerState.REFUSED):
                 entry["retryAt"] = _iso(informer.retry_at)
             if informer.error is not None:
                 entry["error"] = describe_error(informer.error, self._kubeconfig)
                 entry["failures"] = informer.failures
+            if informer.refusal is not None:
+                entry["refused"] = describe_error(informer.refusal, self._kubeconfig)
             progress[informer.spec.kind] = {k: v for k, v in entry.items() if v is not None}
         return progress
 

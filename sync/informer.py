@@ -37,7 +37,14 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app.metrics import WatchRestart, sync_relisted, sync_watch_restarted, watch_restart_reason
-from sync.kubeapi import EmptyWatch, Gone, KubeApiError, list_pages, watch_events
+from sync.kubeapi import (
+    EmptyWatch,
+    Gone,
+    KubeApiError,
+    UnexpectedAnswer,
+    list_pages,
+    watch_events,
+)
 from sync.mappers import BadObject, describe
 
 __all__ = ["TRANSIENT_KUBE_ERRORS", "Backoff", "Informer", "InformerState", "KindSpec", "Sink"]
@@ -76,6 +83,10 @@ class KindSpec:
     # The value a DELETED event stores (default: nothing but the uid's removal).
     tombstone: Callable[[dict[str, Any]], Any] | None = None
     label_selector: str | None = None
+    # A kind the cluster may refuse (403: its RBAC grant is optional) or not serve (404)
+    # without harm to the rest: Helm release Secrets. Refused, it waits (state ``refused``)
+    # and tries again every ``backoff_max``; it never holds the cluster back.
+    optional: bool = False
 
 
 class Sink(Protocol):
@@ -94,6 +105,7 @@ class InformerState(StrEnum):
     LISTED = "listed"  # listed; its watch starts once every kind is listed and written
     WATCHING = "watching"  # the server accepted the watch from our resourceVersion
     BACKOFF = "backoff"  # waiting before the next try (``retry_at``)
+    REFUSED = "refused"  # an optional kind the cluster refuses; asked again at ``retry_at``
 
 
 class Backoff:
@@ -183,6 +195,8 @@ class Informer:
         self.since = now_utc()
         # The failure it has not yet recovered from (None once it lists or watches again).
         self.error: BaseException | None = None
+        # Why an optional kind is refused (while state is REFUSED; never a failure).
+        self.refusal: BaseException | None = None
         self.retry_at: datetime | None = None
         self.list_started_at: datetime | None = None
         self.listed_at: datetime | None = None
@@ -217,6 +231,24 @@ class Informer:
         """End a backoff early (the cluster was seen healthy); no-op when not backing off."""
         if self.state is InformerState.BACKOFF:
             self._backoff.retry_now()
+
+    def _refused(self, exc: BaseException) -> bool:
+        return (self.spec.optional and isinstance(exc, KubeApiError)
+                and not isinstance(exc, UnexpectedAnswer) and exc.status in (403, 404))
+
+    def _note_refusal(self, exc: BaseException, *, retry_in: float | None) -> None:
+        if self.refusal is None:
+            log.warning("%s refused (%s); it is optional, everything else syncs without it",
+                        self.spec.kind, exc)
+        self.refusal, self.error = exc, None
+        now = now_utc()
+        retry_at = now + timedelta(seconds=retry_in) if retry_in is not None else None
+        self._enter(InformerState.REFUSED, retry_at=retry_at, now=now)
+
+    async def _pause_refused(self, exc: BaseException) -> None:
+        """An optional kind refused: not a failure; ask again after the longest backoff."""
+        self._note_refusal(exc, retry_in=self._backoff.maximum)
+        await self._backoff.sleep(self._backoff.maximum)
 
     async def _pause(self, error: BaseException | None, *, at_least: float = 0.0) -> None:
         """Back off after a failure (``error``; None for a pause that is not one yet)."""
@@ -297,6 +329,7 @@ class Informer:
                 log.info("%s list continue token expired; listing again", self.spec.kind)
                 continue
             self._sink.replace(self.spec.kind, values)
+            self.refusal = None
             self.listed_items = len(values)
             self.resource_version = self.listed_version = version or "0"
             self.listed_at = now_utc()
@@ -363,6 +396,9 @@ class Informer:
                 await self._pause(exc if failed else None)
             except TRANSIENT_KUBE_ERRORS as exc:
                 sync_watch_restarted(self.spec.kind, watch_restart_reason(exc))
+                if self._refused(exc):  # its grant was withdrawn meanwhile
+                    await self._pause_refused(exc)
+                    continue
                 opened_at = self._stream_opened_at
                 if (
                     not isinstance(exc, KubeApiError)
@@ -387,7 +423,10 @@ class Informer:
 
     async def run(self) -> None:
         """Watch forever from the last list; relist on 410 or when asked. Call :meth:`list`
-        first. Only cancellation ends it."""
+        first (an optional kind it refused is listed here, once the cluster grants it). Only
+        cancellation ends it."""
+        if self.listed_at is None:
+            await self.list_with_retry()
         while True:
             self._relist.clear()
             watcher = asyncio.ensure_future(self._watch_until_gone())
@@ -407,15 +446,22 @@ class Informer:
         self.relists += 1
         sync_relisted(self.spec.kind)
 
-    async def list_with_retry(self) -> None:
+    async def list_with_retry(self, *, wait_if_refused: bool = True) -> bool:
         """:meth:`list`, retried with backoff until it succeeds (only cancellation ends it
-        otherwise); each failure is reported to ``on_failure`` first."""
+        otherwise); each failure is reported to ``on_failure`` first. An optional kind the
+        cluster refuses returns False at once when not ``wait_if_refused``."""
         while True:
             try:
                 await self.list()
                 self._backoff.reset()
-                return
+                return True
             except TRANSIENT_KUBE_ERRORS as exc:
+                if self._refused(exc):
+                    if not wait_if_refused:
+                        self._note_refusal(exc, retry_in=None)
+                        return False
+                    await self._pause_refused(exc)
+                    continue
                 if self._on_failure is not None:
                     await self._on_failure(exc)
                 retry_after = exc.retry_after if isinstance(exc, KubeApiError) else None

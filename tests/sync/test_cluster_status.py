@@ -170,6 +170,36 @@ async def test_active_only_once_every_kind_is_listed_and_watching(
     assert seen <= {"pending", "degraded", "active"}
 
 
+async def test_an_optional_kind_the_cluster_refuses_holds_nothing_back(
+    db_pool: asyncpg.Pool, vault: Vault, sim: KubeSim
+) -> None:
+    """Helm release Secrets need a grant of their own, which is optional: refused, the rest
+    syncs and the cluster is ACTIVE; granted later, they are listed and watched."""
+    rule = sim.faults.inject_error(403, count=None, path_contains="/api/v1/secrets")
+    cluster_id = await new_cluster(db_pool, vault, sim)
+    async with running_sync(db_pool, vault, cluster_id, wait=False):
+        row = await eventually(lambda: cluster_row(db_pool, cluster_id),
+                               lambda r: r["status"] != "pending", within=10)
+        assert row["status"] == "active", row["last_sync_error"]
+        assert row["last_sync_error"] is None
+        helm = row["sync_progress"]["helmreleases"]
+        assert helm["state"] == "refused" and helm["refused"].startswith("forbidden: HTTP 403")
+        assert {k: s for k, s in states(row).items() if k != "helmreleases"} == dict.fromkeys(
+            KINDS - {"helmreleases"}, "watching")
+        assert await converged(db_pool, cluster_id, sim)
+        assert rule.hits >= 1
+        assert not await db_pool.fetchval(
+            "SELECT count(*) FROM k8s_helm_releases WHERE cluster_id = $1", cluster_id)
+
+        sim.faults.clear_errors()  # the grant is added
+        row = await eventually(lambda: cluster_row(db_pool, cluster_id),
+                               lambda r: states(r) == dict.fromkeys(KINDS, "watching"),
+                               within=10)
+        assert "refused" not in row["sync_progress"]["helmreleases"]
+        assert await eventually(lambda: db_pool.fetchval(
+            "SELECT count(*) FROM k8s_helm_releases WHERE cluster_id = $1", cluster_id))
+
+
 SYNC = """subscription($id: ID!) { syncStatus(clusterId: $id) {
     status lastSyncError kinds { kind state detail } } }"""
 
