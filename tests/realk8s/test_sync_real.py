@@ -520,10 +520,6 @@ async def test_a_deleted_namespace_cascades_to_every_row_in_it(
 # --- the shipped RBAC, without its optional Helm grant ----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sync bug found by this tier: the Helm informer's 403 on Secrets fails the whole first "
-    "list (sync/cluster_sync.py _sync), so the cluster is marked unreachable; the Helm kind "
-    "must be optional there. Remove this mark when the sync is fixed (strict: it will say so)"))
 async def test_without_the_optional_helm_grant_the_rest_still_syncs(
     db_pool: asyncpg.Pool, vault: Vault, fleet: ControlPlane
 ) -> None:
