@@ -45,9 +45,20 @@ _KEY_LABEL = b"fleetgraph/sync/cluster-lease/v1\x00"
 _IDLE_TIMEOUT_SINCE = 14
 _FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
 
-# Every free lease among the keys asked for, taken in one round trip (asking for a key this
-# session holds already would take it a second time: the caller leaves those out).
-_TAKE_FREE = "SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock(k)"
+# Every key asked for that this session holds once the statement is done: those it held
+# already (never locked a second time: advisory locks count, and one unlock would then leave
+# the lease held) and the free ones it takes now. Its answer is the truth even after a round
+# trip that timed out on our side once the server had taken a lock.
+_TAKE_FREE = """
+WITH mine AS MATERIALIZED (
+    SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+      FROM pg_locks l
+     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+       AND l.pid = pg_backend_pid()
+)
+SELECT k FROM unnest($1::bigint[]) AS k
+ WHERE CASE WHEN k IN (SELECT key FROM mine) THEN true ELSE pg_try_advisory_lock(k) END
+"""
 
 
 def lease_key(cluster_id: uuid.UUID) -> int:
@@ -136,6 +147,8 @@ class ClusterLease:
             async with self._lock:
                 wanted = {lease_key(c): c for c in candidates() if c not in self.held}
                 rows = await self._conn.fetch(_TAKE_FREE, list(wanted), timeout=self._ttl / 4)
+                taken = {wanted[row[0]] for row in rows}
+                self.held |= taken  # before anyone else may ask for the same keys
         except _FAILURES as exc:
             stop_if_cancelled()
             silent = time.monotonic() - self._renewed
@@ -146,8 +159,6 @@ class ClusterLease:
                 self._terminate()
             return set()
         self._renewed = time.monotonic()
-        taken = {wanted[row[0]] for row in rows}
-        self.held |= taken
         return taken
 
     async def release(self, cluster_id: uuid.UUID) -> None:

@@ -281,8 +281,7 @@ class Supervisor:
         self._registered = frozenset(records)
         for cluster_id in set(self._running) - set(records):
             log.info("cluster %s disabled or deleted: stopping its sync", cluster_id)
-            await self._stop(cluster_id)
-            await self._lease.release(cluster_id)
+            await self._stop(cluster_id, release=True)
         for cluster_id in self._lease.held - set(records):  # leased meanwhile, gone since
             await self._lease.release(cluster_id)
         await self._lease.renew(lambda: [c for c in records if c not in self._running])
@@ -315,11 +314,17 @@ class Supervisor:
         # A request made before this sync started is satisfied by its initial list.
         self._running[record.id] = _Running(sync, task, seen_resync=record.sync_requested_at)
 
-    async def _stop(self, cluster_id: uuid.UUID) -> None:
-        running = self._running.pop(cluster_id, None)
+    async def _stop(self, cluster_id: uuid.UUID, *, release: bool = False) -> None:
+        """Stop a sync (and give its lease back if ``release``); it counts as synced here
+        until both are done, so no one sees it free while it still winds down."""
+        running = self._running.get(cluster_id)
         if running is not None:
             running.task.cancel()
             await _stopped([running.task])
+        if release:
+            await self._lease.release(cluster_id)
+        if self._running.get(cluster_id) is running:
+            self._running.pop(cluster_id, None)
 
     async def _stop_all(self) -> None:
         """Cancel every sync at once, then wait: when the lease is lost, no sync may keep
