@@ -67,8 +67,7 @@ class ClusterEvent:
     """One computed event, shared read-only by every subscriber it is delivered to.
 
     ``derived`` holds what is built from the event once for all of them: the GraphQL payload
-    object (so every subscriber's execution starts from the same root value) and, keyed by
-    operation, variables and caller, its execution result (see ``schema.cooperative``).
+    object, so every subscriber's execution starts from the same root value.
     """
 
     topic: str

@@ -24,12 +24,10 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from graphql import OperationType
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.inventory.run import SLICE_SECONDS
-from schema.shared_results import shared_result
 
 
 class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -68,15 +66,6 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor._queue = deque()
         executor._drainer = None
         return executor
-
-    def execute_operation(self, serially: bool | None = None) -> Any:
-        """A subscription event's result, computed once for every subscriber who would get
-        the same bytes: same event payload object, operation text, variables, organization
-        and role (see ``shared_result``). Everything else executes as usual."""
-        if self.operation.operation != OperationType.SUBSCRIPTION:
-            return super().execute_operation(serially)
-        return shared_result(self, lambda: super(CooperativeExecutionContext, self)
-                             .execute_operation(serially))
 
     def complete_iterable_value(self, item_type: Any, field_details_list: Any, info: Any,
                                 path: Any, items: Iterable[Any], position_context: Any

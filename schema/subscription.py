@@ -1,8 +1,7 @@
 """Root subscription fields (graphql-transport-ws on ``/graphql``), fed by the LISTEN hub.
 
-Subscribers never query the database per event: the hub computes each event once, one payload
-object is built from it for all subscribers (``ClusterEvent.shared``), and subscribers with the
-same operation, variables and caller share one execution of it (``schema.shared_results``).
+Subscribers never query the database per event: the hub computes each event once, and one
+payload object is built from it for all subscribers (``ClusterEvent.shared``).
 """
 
 from __future__ import annotations
