@@ -139,11 +139,18 @@ async def _none_differ(pool: asyncpg.Pool, clusters: dict[uuid.UUID, KubeSim]) -
 
 async def _hear(events: AsyncIterator[ClusterEvent], sim: KubeSim) -> ClusterEvent:
     """Make changes until the subscriber hears one (the LISTEN connection may still be on
-    its way back; a notice sent before it is lost, the next one is not)."""
-    for attempt in range(40):
-        touch(sim, f"after-{attempt}")
-        try:
-            return await asyncio.wait_for(anext(events), 0.5)
-        except TimeoutError:
-            continue
+    its way back; a notice sent before it is lost, the next one is not).
+
+    One pending ``anext`` is kept across attempts: cancelling it (as ``wait_for`` does on a
+    timeout) would throw into the generator and finish it, so the next attempt would get
+    StopAsyncIteration instead of an event."""
+    pending = asyncio.ensure_future(anext(events))
+    try:
+        for attempt in range(40):
+            touch(sim, f"after-{attempt}")
+            done, _ = await asyncio.wait({pending}, timeout=0.5)
+            if done:
+                return pending.result()
+    finally:
+        pending.cancel()
     raise AssertionError("no event reached the subscriber after the restart")
