@@ -22,7 +22,7 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from resolvers.errors import ApiError
-from schema.variable_errors import refused_variable
+from schema.variable_errors import refused_literal, refused_syntax, refused_variable
 
 log = logging.getLogger("fleetgraph.graphql")
 
@@ -57,8 +57,9 @@ def _coded(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> G
                             extensions={"code": "BAD_USER_INPUT"})
     if original is None:
         # Parse and validation errors (and the depth/alias/token limits, which are validation
-        # rules): the request itself is wrong.
-        return GraphQLError(error.message, nodes=error.nodes, path=error.path,
+        # rules): the request itself is wrong. Neither repeats a value the request holds.
+        message = refused_syntax(error) if error.nodes is None else refused_literal(error)
+        return GraphQLError(message, nodes=error.nodes, path=error.path,
                             extensions={"code": "BAD_USER_INPUT"})
     return GraphQLError("internal error", nodes=error.nodes, path=error.path,
                         extensions={"code": INTERNAL})

@@ -1,4 +1,4 @@
-"""Refused variables: graphql-core's explanation, without the value it refused.
+"""Refused input values: graphql-core's explanation, without the value it refused.
 
 graphql-core explains a refused variable well — which variable, where inside it, why, and
 which enum value or field was probably meant — but it also repeats the value, and a variable
@@ -10,6 +10,10 @@ path into the value (the text between graphql-core's fixed prefix and the inner 
 the reason with every representation of the refused value cut out. Names from the schema —
 types, fields, enum values, "Did you mean" suggestions — stay, they are not the caller's data.
 If a reason would still repeat part of the value, it is replaced by a plain one.
+
+The same holds for values written into the document itself (literals) and for syntax errors,
+which quote the string token they stopped at: ``refused_literal`` and ``refused_syntax`` cut
+those out too, so a token pasted into the wrong argument is not repeated back or logged.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graphql import GraphQLError, VariableDefinitionNode
+from graphql import GraphQLError, GraphQLSyntaxError, ValueNode, VariableDefinitionNode, print_ast
 from graphql.pyutils import Undefined, inspect
+from graphql.utilities import value_from_ast_untyped
 
 # graphql-core's ``print_path_list``: nothing, or " at " and steps such as ``.input[0].name``.
 _PATH = re.compile(r"(?: at (?:\.[_A-Za-z][_0-9A-Za-z]*|\[[0-9]+\])+)?")
@@ -29,6 +34,7 @@ _VALUE = "\x00"  # stands for the cut-out value while the sentence around it is 
 _TIDY = (
     (re.compile(f"[,;] found: {_VALUE}\\.$"), "."),  # "…to be an object, found: {…}."
     (re.compile(f" Found: {_VALUE}\\.$"), ""),  # "…Did you mean 'kubeconfig'? Found: {…}."
+    (re.compile(f", found {_VALUE}(?=[.;])"), ""),  # "Expected value of type 'X', found 5."
     (re.compile(r", but encountered error '.*$", re.S), "."),  # a scalar's own exception text
     (re.compile(f": {_VALUE}(\\.?)$"), r"\1"),  # "Int cannot represent non-integer value: 'x'"
     (re.compile(f" ?{_VALUE}"), ""),  # "Value 'RUNNIN' does not exist in 'PodPhase' enum."
@@ -58,12 +64,35 @@ def refused_variable(
     return GraphQLError(f"{prefix}{path}: {reason}", nodes=error.nodes)
 
 
-def reason_without_value(reason: str, value: Any) -> str:
-    """``reason`` with ``value`` cut out. Nothing to cut when nothing was given
-    (``Undefined``) or null was ("…not to be None." names no data)."""
+def refused_literal(error: GraphQLError) -> str:
+    """The message of a validation error about a literal in the document, without the literal
+    (graphql-core prints it with ``print_ast`` and the scalar repeats it with ``inspect``)."""
+    node = error.nodes[0] if error.nodes else None
+    if not isinstance(node, ValueNode):
+        return error.message
+    return reason_without_value(error.message, value_from_ast_untyped(node),
+                                printed=print_ast(node))
+
+
+# A syntax error ends with the token it stopped at; a string token's description quotes it.
+_STRING_TOKEN = re.compile(r"\b(String|BlockString) .*\.$", re.S)
+
+
+def refused_syntax(error: GraphQLError) -> str:
+    """A syntax error's message, naming a string token by its kind only."""
+    if not isinstance(error, GraphQLSyntaxError):
+        return error.message
+    return _STRING_TOKEN.sub(r"\1.", error.message)
+
+
+def reason_without_value(reason: str, value: Any, *, printed: str | None = None) -> str:
+    """``reason`` with ``value`` cut out (and ``printed``, the value as written in the
+    document). Nothing to cut when nothing was given (``Undefined``) or null was ("…not to be
+    None." names no data)."""
     if value is Undefined or value is None:
         return reason
-    for shown in sorted(_representations(value), key=len, reverse=True):
+    shown_forms = _representations(value) | ({printed} if printed else set())
+    for shown in sorted(shown_forms, key=len, reverse=True):
         reason = re.sub(f"(?<![{_WORD}.]){re.escape(shown)}(?![{_WORD}])", _VALUE, reason)
     for pattern, replacement in _TIDY:
         reason = pattern.sub(replacement, reason)
