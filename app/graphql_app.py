@@ -12,7 +12,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -31,6 +30,7 @@ from app.ide import graphiql_page
 from app.settings import Settings
 from app.vault import Vault
 from resolvers.context import Context
+from resolvers.errors import DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE, RETRY_AFTER_S
 from schema import build_schema
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,11 @@ class FleetGraphQL(GraphQL[Context, None]):
                 f"the request did not finish within its {self.settings.request_deadline_s:g} s "
                 "deadline", "DEADLINE_EXCEEDED", 503)
         except DATABASE_UNAVAILABLE as exc:
+            # PostgreSQL is down or restarting before execution starts (authentication is the
+            # first thing that needs it); mid-execution it is schema.extensions' to answer.
             log.warning("database unavailable: %s", type(exc).__name__)
-            response = _error("the database is unavailable; retry shortly",
-                              "SERVICE_UNAVAILABLE", 503, retry_after="2")
+            response = _error(DATABASE_UNAVAILABLE_MESSAGE, "SERVICE_UNAVAILABLE", 503,
+                              retry_after=RETRY_AFTER_S)
         finally:
             _OBSERVED.reset(token)
         if not observed.page:
@@ -179,14 +181,6 @@ class FleetGraphQL(GraphQL[Context, None]):
         graphql-ws (GraphiQL, Apollo, urql) and browsers only read protocol messages from text
         frames; a binary frame reaches them as a Blob and is rejected."""
         return orjson.dumps(data).decode()
-
-
-# Raised when PostgreSQL is down or restarting before execution starts (authentication is the
-# first thing that needs it): the client gets a 503 it can retry, not a plain-text 500.
-DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError, asyncpg.CannotConnectNowError, asyncpg.ConnectionDoesNotExistError,
-    asyncpg.InterfaceError, asyncpg.TooManyConnectionsError, asyncpg.AdminShutdownError,
-)
 
 
 def _error(message: str, code: str, status: int, *, retry_after: str | None = None

@@ -6,7 +6,21 @@ whether something exists in another organization.
 
 from __future__ import annotations
 
+import asyncpg
 from graphql import GraphQLError
+
+from app.db import CONNECTION_LOST
+
+# The database went away under a request (it is down, restarting, or ended the session): not
+# a fault of this server's code and not the caller's, but something to retry. ``TimeoutError``
+# stays out: the request's own deadline raises it, and that is answered on its own.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = tuple(
+    kind for kind in CONNECTION_LOST if kind is not TimeoutError)
+# A statement that ran past the database's statement timeout (asyncpg files it under operator
+# intervention): the request's deadline, kept by PostgreSQL, so it is answered as one.
+STATEMENT_TIMED_OUT = asyncpg.QueryCanceledError
+DATABASE_UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+RETRY_AFTER_S = "2"
 
 
 class ApiError(GraphQLError):

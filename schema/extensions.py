@@ -2,9 +2,10 @@
 
 ``RequireAuthentication`` runs before execution, so an unauthenticated request never reaches
 a resolver (not even ``__typename``). ``ErrorCodes`` runs last: errors we raised keep their
-code; parse, validation, limit and variable errors become BAD_USER_INPUT (a refused variable's
-message loses the value, see ``schema.variable_errors``); anything else reaches the client only
-as "internal error", with no stack trace or SQL.
+code; the database going away mid-request becomes SERVICE_UNAVAILABLE (503 when nothing
+could be answered); parse, validation, limit and variable errors become BAD_USER_INPUT (a
+refused value is not repeated, see ``schema.variable_errors``); anything else reaches the
+client only as "internal error", with no stack trace or SQL.
 
 ``log_error`` is the one place errors are logged (the schema's ``process_errors`` calls it): the
 caller's mistakes at INFO, one line with the public message and no traceback; server faults at
@@ -21,12 +22,20 @@ from typing import Any
 from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from resolvers.errors import ApiError
+from resolvers.errors import (
+    DATABASE_UNAVAILABLE,
+    DATABASE_UNAVAILABLE_MESSAGE,
+    RETRY_AFTER_S,
+    STATEMENT_TIMED_OUT,
+    ApiError,
+)
 from schema.variable_errors import refused_literal, refused_syntax, refused_variable
 
 log = logging.getLogger("fleetgraph.graphql")
 
 INTERNAL = "INTERNAL"
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 
 
 class RequireAuthentication(SchemaExtension):
@@ -43,7 +52,7 @@ class RequireAuthentication(SchemaExtension):
         yield
 
 
-def _coded(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> GraphQLError:
+def public_error(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> GraphQLError:
     """The error as the client sees it; ``variables`` are the request's raw variables."""
     original = error.original_error
     if isinstance(original, ApiError):
@@ -51,6 +60,13 @@ def _coded(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> G
                             extensions={"code": original.code})
     if error.extensions and "code" in error.extensions:
         return error
+    if isinstance(original, STATEMENT_TIMED_OUT):
+        return GraphQLError("a statement of this request ran past the database's statement "
+                            "timeout", nodes=error.nodes, path=error.path,
+                            extensions={"code": DEADLINE_EXCEEDED})
+    if isinstance(original, DATABASE_UNAVAILABLE):
+        return GraphQLError(DATABASE_UNAVAILABLE_MESSAGE, nodes=error.nodes, path=error.path,
+                            extensions={"code": SERVICE_UNAVAILABLE})
     refused = refused_variable(error, variables)
     if refused is not None:
         return GraphQLError(refused.message, nodes=error.nodes, path=error.path,
@@ -67,10 +83,12 @@ def _coded(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> G
 
 def log_error(error: GraphQLError, variables: Mapping[str, Any] | None = None) -> None:
     """Log ``error`` once, at the level its cause deserves (see the module docstring)."""
-    public = _coded(error, variables)
+    public = public_error(error, variables)
     code = (public.extensions or {}).get("code")
     if code == INTERNAL:
         log.error("unexpected error in %s", error.path, exc_info=error.original_error or error)
+    elif code in (SERVICE_UNAVAILABLE, DEADLINE_EXCEEDED):  # the database's state: no traceback
+        log.warning("%s at %s: %s", code, error.path, type(error.original_error).__name__)
     else:
         log.info("request refused (%s) at %s: %s", code, public.path, public.message)
 
@@ -82,4 +100,19 @@ class ErrorCodes(SchemaExtension):
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             variables = self.execution_context.variables
-            result.errors = [_coded(e, variables) for e in errors]
+            result.errors = [public_error(e, variables) for e in errors]
+            if result.data is None and all(
+                    (e.extensions or {}).get("code") in (SERVICE_UNAVAILABLE, DEADLINE_EXCEEDED)
+                    for e in result.errors):
+                _answer_retry_later(self.execution_context.context)
+
+
+def _answer_retry_later(context: Any) -> None:
+    """Nothing could be answered because the database went away or ran out of time
+    mid-request: an HTTP client gets the same 503 with Retry-After as when it is gone before
+    execution starts, or the request's deadline passes (a WebSocket operation just gets the
+    coded error)."""
+    response = getattr(context, "response", None)
+    if response is not None and hasattr(response, "status_code"):
+        response.status_code = 503
+        response.headers["Retry-After"] = RETRY_AFTER_S
