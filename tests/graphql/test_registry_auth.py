@@ -135,11 +135,11 @@ def test_unexpected_errors_become_internal_without_details(
 ) -> None:
     from graphql import GraphQLError
 
-    from schema.extensions import _coded, log_error
+    from schema.extensions import log_error, public_error
 
     boom = RuntimeError("SELECT secret FROM k8s_clusters -- /srv/app.py line 3")
     error = GraphQLError("SELECT secret FROM k8s_clusters", original_error=boom)
-    coded = _coded(error)
+    coded = public_error(error)
     assert coded.message == "internal error" and coded.extensions == {"code": "INTERNAL"}
     assert "SELECT" not in str(coded.formatted)
     log_error(error)
