@@ -8,7 +8,6 @@ everything again on shutdown.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
+from app import collector
 from app.db import EmbeddedPostgres, close_pool, create_pool
 from app.events import ChangeHub
 from app.health import healthz, readyz
@@ -72,16 +72,6 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, headers={"Content-Type": content_type})
 
 
-def freeze_startup_objects() -> None:
-    """Move everything alive after start-up (modules, the schema, the app) out of the cyclic
-    collector's reach. They live as long as the process, yet every full collection walked all
-    of them: measured at 100-340 ms per pass, those passes were the loop's longest stalls
-    under large queries (the full tree took 290 ms with them, 190 ms after this). Objects
-    created later are collected as usual; requests leave no cycles (tests pin it)."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
     """Build the ASGI app. Nothing connects until the lifespan starts."""
     from app.graphql_app import build_graphql_app
@@ -122,7 +112,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> Starlette:
                 background.extend(start_background(pool, vault, settings))
             for service in background:
                 await service.start()
-            freeze_startup_objects()
+            collector.tune_after_startup()
             try:
                 yield
             finally:
