@@ -12,7 +12,9 @@ import contextlib
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import httpx
 
@@ -48,12 +50,36 @@ async def server_process(argv: Sequence[str], *, port: int, ready_path: str = "/
 
 
 @contextlib.asynccontextmanager
-async def fleetgraph_serve(database_url: str) -> AsyncIterator[str]:
-    """``fleetgraph serve`` (no sync, no migration) against ``database_url``."""
+async def fleetgraph_serve(database_url: str, *, sync: bool = False,
+                           env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """``fleetgraph serve`` (no migration; no sync unless ``sync``) against ``database_url``;
+    ``env`` adds to (or overrides) its environment."""
     port = free_port()
     async with server_process(
         ["-m", "app.cli", "serve", "--port", str(port), "--no-migrate"], port=port,
         env={"DATABASE_URL": database_url, "BYOK_ENCRYPTION_KEY": generate_key(),
-             "FLEETGRAPH_SYNC": "0"},
+             "FLEETGRAPH_SYNC": "1" if sync else "0", **(env or {})},
     ) as base:
         yield base
+
+
+@contextlib.asynccontextmanager
+async def kubesim_process(*, fleet: str, seed: int = 0, speed: float = 1.0
+                          ) -> AsyncIterator[str]:
+    """``python -m kubesim`` with ``fleet`` changing in real time (``speed`` times faster), in
+    a process of its own so its serving is on no measured loop; yields its kubeconfig (YAML)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = Path(tmp) / "kubeconfig"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kubesim", "--fleet", fleet, "--seed", str(seed),
+            "--realtime", "--speed", str(speed), "--kubeconfig-out", str(kubeconfig),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), 120)
+            if not line.startswith(b"kubesim serving"):
+                raise RuntimeError(f"kubesim did not start: {line!r}")
+            yield kubeconfig.read_text()
+        finally:
+            process.terminate()
+            await process.wait()
