@@ -69,7 +69,7 @@ class Socket:
                 return
 
 
-async def _all_live(api: Any, sockets: list[Socket], poke: Callable[[], Any]) -> None:
+async def _all_live(sockets: list[Socket], poke: Callable[[], Any]) -> None:
     """Every socket has answered one change: each is registered with the hub, and drained."""
     pending = list(sockets)
     for _ in range(40):
@@ -84,14 +84,27 @@ async def _all_live(api: Any, sockets: list[Socket], poke: Callable[[], Any]) ->
     await asyncio.gather(*(s.drain() for s in sockets))
 
 
-async def _counted(api: Any, sockets: list[Socket], change: Callable[[], Any]
-                   ) -> tuple[tuple[int, int, int], list[str]]:
-    """The frames one change brings, and how many executions, reuses and serialisations."""
-    before = (STATS.executed, STATS.reused, STATS.serialised)
-    await change()
-    frames = await asyncio.gather(*(s.frame() for s in sockets))
-    after = (STATS.executed, STATS.reused, STATS.serialised)
-    return (after[0] - before[0], after[1] - before[1], after[2] - before[2]), frames
+Change = Callable[[str, str], Any]  # (status, reason): commit one health change
+
+
+async def _measured(sockets: list[Socket], change: Change, reason: str
+                    ) -> tuple[tuple[int, int, int], list[str]]:
+    """Once every socket is live: the frames one change brings each, and how many executions,
+    reuses and serialisations it cost. The sockets are closed after."""
+    try:
+        await _all_live(sockets, lambda: change("degraded", "warming up"))
+        before = (STATS.executed, STATS.reused, STATS.serialised)
+        await change("critical", reason)
+        frames = await asyncio.gather(*(s.frame() for s in sockets))
+        after = (STATS.executed, STATS.reused, STATS.serialised)
+        return (after[0] - before[0], after[1] - before[1], after[2] - before[2]), frames
+    finally:
+        for socket in sockets:
+            await socket.ws.close()
+
+
+def _health_of(frames: list[str]) -> list[Any]:
+    return [orjson.loads(f)["payload"]["data"]["clusterHealth"] for f in frames]
 
 
 async def test_fifty_identical_subscribers_get_one_execution_and_the_same_payload_bytes(
@@ -100,26 +113,20 @@ async def test_fifty_identical_subscribers_get_one_execution_and_the_same_payloa
     async with api.pool.acquire() as conn:
         cluster_id = await rows.cluster(conn, tenant.org_id, "fifty")
     token = tenant.tokens["viewer"]
-    sockets = [await Socket.open(api.ws_url, token, SAME, f"s{i}", legacy=i % 10 == 0)
+    legacy = {f"s{i}" for i in range(0, 50, 10)}  # 5 of them speak the legacy protocol
+    sockets = [await Socket.open(api.ws_url, token, SAME, f"s{i}", legacy=f"s{i}" in legacy)
                for i in range(50)]
-    try:
-        await _all_live(api, sockets, lambda: change_health(
-            api.pool, cluster_id, tenant.org_id, "degraded", "warming up"))
-        counts, frames = await _counted(api, sockets, lambda: change_health(
-            api.pool, cluster_id, tenant.org_id, "critical", "2/3 nodes NotReady"))
-        # One execution and one serialisation for the event; 49 subscribers reuse them.
-        assert counts == (1, 49, 1)
-        payload = orjson.dumps({"data": {"clusterHealth": {
-            "clusterName": "fifty", "status": "CRITICAL", "reason": "2/3 nodes NotReady"}}}
-        ).decode()
-        for socket, frame in zip(sockets, frames, strict=True):
-            legacy = socket.id in {f"s{i}" for i in range(0, 50, 10)}
-            envelope = (f'{{"type":"data","id":"{socket.id}","payload":' if legacy
-                        else f'{{"id":"{socket.id}","type":"next","payload":')
-            assert frame == envelope + payload + "}"
-    finally:
-        for socket in sockets:
-            await socket.ws.close()
+    counts, frames = await _measured(sockets, lambda status, reason: change_health(
+        api.pool, cluster_id, tenant.org_id, status, reason), "2/3 nodes NotReady")
+    # One execution and one serialisation for the event; 49 subscribers reuse them.
+    assert counts == (1, 49, 1)
+    payload = orjson.dumps({"data": {"clusterHealth": {
+        "clusterName": "fifty", "status": "CRITICAL", "reason": "2/3 nodes NotReady"}}}
+    ).decode()
+    for socket, frame in zip(sockets, frames, strict=True):
+        envelope = (f'{{"type":"data","id":"{socket.id}","payload":' if socket.id in legacy
+                    else f'{{"id":"{socket.id}","type":"next","payload":')
+        assert frame == envelope + payload + "}"
 
 
 async def test_roles_selections_and_variables_get_executions_of_their_own(
@@ -136,21 +143,15 @@ async def test_roles_selections_and_variables_get_executions_of_their_own(
         *[await Socket.open(api.ws_url, admin, SAME, f"a{i}") for i in range(2)],
         await Socket.open(api.ws_url, operator, SAME, "operator"),
     ]
-    try:
-        await _all_live(api, sockets, lambda: change_health(
-            api.pool, cluster_id, tenant.org_id, "degraded", "warming up"))
-        counts, frames = await _counted(api, sockets, lambda: change_health(
-            api.pool, cluster_id, tenant.org_id, "critical", "counted"))
-        # Executions: viewers, the other selection, the variables, admins, the operator (5);
-        # reused: 2 more viewers and 1 more admin. Each shared answer serialised once.
-        assert counts == (5, 3, 5)
-        full = {"clusterName": "shared", "status": "CRITICAL", "reason": "counted"}
-        answers = [orjson.loads(f)["payload"]["data"]["clusterHealth"] for f in frames]
-        assert answers == [full, full, full, {"status": "CRITICAL"},
-                           {"clusterName": "shared", "status": "CRITICAL"}, full, full, full]
-    finally:
-        for socket in sockets:
-            await socket.ws.close()
+    counts, frames = await _measured(sockets, lambda status, reason: change_health(
+        api.pool, cluster_id, tenant.org_id, status, reason), "counted")
+    # Executions: viewers, the other selection, the variables, admins, the operator (5);
+    # reused: 2 more viewers and 1 more admin. Each shared answer serialised once.
+    assert counts == (5, 3, 5)
+    full = {"clusterName": "shared", "status": "CRITICAL", "reason": "counted"}
+    assert _health_of(frames) == [full, full, full, {"status": "CRITICAL"},
+                                  {"clusterName": "shared", "status": "CRITICAL"},
+                                  full, full, full]
 
 
 async def test_two_organizations_never_share_an_answer(
@@ -170,16 +171,10 @@ async def test_two_organizations_never_share_an_answer(
         await change_health(api.pool, mine, tenant.org_id, status, reason)
         await change_health(api.pool, theirs, other.org_id, status, reason)
 
-    try:
-        await _all_live(api, sockets, lambda: both("degraded", "warming up"))
-        counts, frames = await _counted(api, sockets, lambda: both("critical", "twins"))
-        assert counts == (2, 2, 2)
-        twin = {"clusterName": "twin", "status": "CRITICAL", "reason": "twins"}
-        assert [orjson.loads(f)["payload"]["data"]["clusterHealth"] for f in frames] == \
-            [twin] * 4
-    finally:
-        for socket in sockets:
-            await socket.ws.close()
+    counts, frames = await _measured(sockets, both, "twins")
+    assert counts == (2, 2, 2)
+    assert _health_of(frames) == [{"clusterName": "twin", "status": "CRITICAL",
+                                   "reason": "twins"}] * 4
 
 
 def _executor(payload: Any, *, organization: uuid.UUID, role: str = "viewer",
