@@ -245,7 +245,8 @@ def test_a_shared_answer_is_read_only_and_serialised_once() -> None:
     assert shared.payload_json is shared.payload_json
     assert STATS.serialised - before == 1
     for mutate in (lambda: shared.update(x=1), lambda: shared.pop("clusterHealth"),
-                   lambda: shared.__setitem__("x", 1), shared.clear):
+                   lambda: shared.__setitem__("x", 1), lambda: shared.__ior__({"x": 1}),
+                   shared.clear):
         try:
             mutate()
         except TypeError:
