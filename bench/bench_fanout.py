@@ -70,8 +70,9 @@ async def _graph_round(pool: Any, sockets: list[Any], cluster: Any, org: Any, i:
     return max(at for at, _ in arrived) - committed
 
 
-async def _floor(n: int, rounds: int, frame: str) -> list[float]:
-    """``bench.fanout_floor`` in its own process sends one ready frame to every socket."""
+async def _floor(n: int, rounds: int, frame: str) -> tuple[list[float], float]:
+    """``bench.fanout_floor`` in its own process sends one ready frame to every socket: the
+    time of each round, and the CPU seconds all rounds cost it."""
     port = free_port()
     async with server_process(["-m", "bench.fanout_floor", "--port", str(port)], port=port,
                               ready_path="/") as base, httpx.AsyncClient(base_url=base) as http:
@@ -82,6 +83,7 @@ async def _floor(n: int, rounds: int, frame: str) -> list[float]:
                 break
             await asyncio.sleep(0.05)
         times = []
+        cpu_before = float((await http.get("/cpu")).text)
         for _ in range(rounds):
             waiting = [asyncio.create_task(client.recv()) for client in sockets]
             await asyncio.sleep(0.05)
@@ -89,9 +91,19 @@ async def _floor(n: int, rounds: int, frame: str) -> list[float]:
             await http.post("/send", content=frame.encode())
             await asyncio.gather(*waiting)
             times.append(time.perf_counter() - started)
+        cpu = float((await http.get("/cpu")).text) - cpu_before
         for client in sockets:
             await client.close()
-    return times
+    return times, cpu
+
+
+async def _server_cpu(base: str) -> float:
+    """The server's CPU seconds so far (user and system, from its own ``/metrics``): unlike
+    the delivery time, hardly moved by what else the machine runs."""
+    async with httpx.AsyncClient(base_url=base) as http:
+        text = (await http.get("/metrics")).text
+    return float(next(line.split()[1] for line in text.splitlines()
+                      if line.startswith("process_cpu_seconds_total ")))
 
 
 async def _bench(url: str, *, subscribers: int, rounds: int) -> None:
@@ -106,19 +118,24 @@ async def _bench(url: str, *, subscribers: int, rounds: int) -> None:
             sockets = [await _subscribe(ws_url, token) for _ in range(subscribers)]
             await asyncio.sleep(1)
             await _graph_round(pool, sockets, cluster, org, 0)  # warm-up
+            cpu_before = await _server_cpu(base)
             graph = [await _graph_round(pool, sockets, cluster, org, i + 1)
                      for i in range(rounds)]
+            cpu = await _server_cpu(base) - cpu_before
             for ws in sockets:
                 await ws.close()
         frame = orjson.dumps({"id": "1", "type": "next", "payload": {"data": {
             "clusterHealth": {"clusterId": "x" * 40, "clusterName": "fan", "status": "CRITICAL",
                               "reason": "round 1", "figures": {"podsTotal": 0, "nodesTotal": 0,
                                                                "status": "CRITICAL"}}}}}).decode()
-        low = await _floor(subscribers, rounds, frame)
+        low, floor_cpu = await _floor(subscribers, rounds, frame)
         g, f = statistics.median(graph), statistics.median(low)
+        deliveries = rounds * subscribers
         print(f"{subscribers} subscribers, {rounds} changes (median): last delivery "
               f"{g * 1000:.0f} ms after the commit; floor {f * 1000:.0f} ms; ratio {g / f:.1f}x "
               f"(1-minute load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        print(f"server CPU per delivery: {cpu / deliveries * 1000:.3f} ms; floor "
+              f"{floor_cpu / deliveries * 1000:.3f} ms; ratio {cpu / floor_cpu:.1f}x")
     finally:
         await pool.close()
 

@@ -1,5 +1,6 @@
 """The fan-out benchmark's floor, as a server of its own: WebSockets that only receive, and
-``POST /send``, which sends its body as one text frame to every connected socket.
+``POST /send``, which sends its body as one text frame to every connected socket, and
+``GET /cpu``, the CPU seconds it has used.
 
 It runs in a process of its own, as FleetGraph does under measurement (``bench.processes``):
 a floor on the clients' own loop pays none of the wake-ups a real delivery to another process
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 
 import uvicorn
 from starlette.applications import Starlette
@@ -43,8 +45,13 @@ def floor_app() -> Starlette:
     async def count(_request: Request) -> PlainTextResponse:
         return PlainTextResponse(str(len(connected)))
 
+    async def cpu(_request: Request) -> PlainTextResponse:
+        """CPU seconds so far, as ``process_cpu_seconds_total`` counts them for ours."""
+        times = os.times()
+        return PlainTextResponse(str(times.user + times.system))
+
     return Starlette(routes=[WebSocketRoute("/ws", socket), Route("/send", send, methods=["POST"]),
-                             Route("/", count)])
+                             Route("/cpu", cpu), Route("/", count)])
 
 
 if __name__ == "__main__":
