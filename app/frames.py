@@ -15,6 +15,8 @@ import orjson
 
 from schema.shared_results import SharedData
 
+_KEYS = {key: f'"{key}":' for key in ("id", "type", "payload")}  # every frame has these
+
 
 def spliced_frame(message: Mapping[str, object]) -> str | None:
     """The frame for ``message`` if its payload is exactly one shared answer, else None.
@@ -28,7 +30,7 @@ def spliced_frame(message: Mapping[str, object]) -> str | None:
     data = payload.get("data")
     if not isinstance(data, SharedData):
         return None
-    parts = [f'{orjson.dumps(key).decode()}:'
-             f'{data.payload_json if key == "payload" else orjson.dumps(value).decode()}'
+    parts = [(_KEYS.get(key) or f"{orjson.dumps(key).decode()}:")
+             + (data.payload_json if key == "payload" else orjson.dumps(value).decode())
              for key, value in message.items()]
     return "{" + ",".join(parts) + "}"

@@ -104,9 +104,10 @@ def _sharing_key(executor: Any) -> tuple[Any, ...] | None:
     location = executor.operation.loc
     if principal is None or location is None:
         return None
+    coerced = executor.variable_values.coerced
     try:
-        variables = orjson.dumps(executor.variable_values.coerced,
-                                 option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        variables = orjson.dumps(coerced, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+                                 ) if coerced else b""
     except TypeError:  # a variable value orjson cannot write: do not share
         return None
     name = executor.operation.name.value if executor.operation.name else None
