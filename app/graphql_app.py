@@ -26,6 +26,7 @@ from strawberry.types.unset import UnsetType
 
 from app import metrics
 from app.auth import authenticate, bearer_token
+from app.frames import spliced_frame
 from app.ide import graphiql_page
 from app.settings import Settings
 from app.vault import Vault
@@ -179,7 +180,11 @@ class FleetGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> str:
         """A ``str``, not bytes: Strawberry sends a ``str`` as a WebSocket *text* frame, and
         graphql-ws (GraphiQL, Apollo, urql) and browsers only read protocol messages from text
-        frames; a binary frame reaches them as a Blob and is rejected."""
+        frames; a binary frame reaches them as a Blob and is rejected. A subscription answer
+        shared by many sockets is not serialised again for each: its frame is spliced around
+        the payload it serialised once (``app.frames``)."""
+        if isinstance(data, dict) and (frame := spliced_frame(data)) is not None:
+            return frame
         return orjson.dumps(data).decode()
 
 

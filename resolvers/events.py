@@ -67,7 +67,8 @@ class ClusterEvent:
     """One computed event, shared read-only by every subscriber it is delivered to.
 
     ``derived`` holds what is built from the event once for all of them: the GraphQL payload
-    object, so every subscriber's execution starts from the same root value.
+    object, so every subscriber's execution starts from the same root value, and the answers
+    computed from that payload live on it (``schema.shared_results``) and die with the event.
     """
 
     topic: str

@@ -22,12 +22,15 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Any, cast
 
+from graphql import OperationType
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.inventory.run import SLICE_SECONDS
+from schema.shared_results import execute_shared
 
 
 class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
@@ -66,6 +69,13 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor._queue = deque()
         executor._drainer = None
         return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """A subscription event's answer, computed once for every subscriber who would get
+        the same bytes (``schema.shared_results``). Everything else executes as usual."""
+        if self.operation.operation != OperationType.SUBSCRIPTION:
+            return super().execute_operation(serially)
+        return execute_shared(self, partial(super().execute_operation, serially))
 
     def complete_iterable_value(self, item_type: Any, field_details_list: Any, info: Any,
                                 path: Any, items: Iterable[Any], position_context: Any

@@ -1,12 +1,16 @@
 """Root subscription fields (graphql-transport-ws on ``/graphql``), fed by the LISTEN hub.
 
-Subscribers never query the database per event: the hub computes each event once, and one
-payload object is built from it for all subscribers (``ClusterEvent.shared``).
+Subscribers never query the database per event: the hub computes each event once, one
+payload object is built from it for all subscribers (``ClusterEvent.shared``), and the
+payload carries the answers computed from it, so subscribers with the same operation,
+variables, organization and role share one execution and one serialisation of each event
+(``schema.shared_results``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
+from dataclasses import field
 from datetime import datetime
 from functools import partial
 from typing import Any, cast
@@ -21,6 +25,13 @@ from schema.cost_types import CostSubscription
 from schema.enums import ClusterStatus, HealthStatus
 from schema.health_types import ClusterHealth
 from schema.relay import expect_global_id, to_global_id
+from schema.shared_results import SharedResults
+
+
+def _shared_results() -> Any:
+    """Not part of the API: the answers computed from a payload, which live and die with it
+    (a field of its own per class: dataclasses write the field's name and type into it)."""
+    return field(default_factory=SharedResults, compare=False, repr=False)
 
 
 @strawberry.type(description="A cluster's health changed: the new state, why, and the figures.")
@@ -31,6 +42,7 @@ class ClusterHealthChange:
     reason: str | None
     changed_at: datetime | None
     figures: ClusterHealth
+    shared_results: strawberry.Private[SharedResults] = _shared_results()
 
     @classmethod
     def of(cls, event: events.ClusterEvent) -> ClusterHealthChange:
@@ -70,6 +82,7 @@ class SyncStatus:
     last_sync_error: str | None
     kinds: list[KindSyncProgress]
     changed_kinds: list[str] = strawberry.field(description="Kinds the last flush changed.")
+    shared_results: strawberry.Private[SharedResults] = _shared_results()
 
     @classmethod
     def of(cls, event: events.ClusterEvent) -> SyncStatus:

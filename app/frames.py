@@ -1,0 +1,36 @@
+"""WebSocket frames around a shared subscription payload.
+
+Every subscriber of an event with the same operation, variables, organization and role gets
+the same answer object (``schema.shared_results``); only the frame's ``id`` (and, for the
+legacy protocol, the key order) differs per socket. So the ``{"data": ...}`` payload is
+serialised once, by the answer itself, and each socket's frame is its envelope written around
+those bytes — byte for byte what serialising the whole frame would give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from schema.shared_results import SharedData
+
+_KEYS = {key: f'"{key}":' for key in ("id", "type", "payload")}  # every frame has these
+
+
+def spliced_frame(message: Mapping[str, object]) -> str | None:
+    """The frame for ``message`` if its payload is exactly one shared answer, else None.
+
+    Both protocols qualify: graphql-transport-ws ``next`` and legacy graphql-ws ``data``
+    messages carry ``{"data": ...}`` alone when there are no errors or extensions.
+    """
+    payload = message.get("payload")
+    if not isinstance(payload, dict) or len(payload) != 1:
+        return None
+    data = payload.get("data")
+    if not isinstance(data, SharedData):
+        return None
+    parts = [(_KEYS.get(key) or f"{orjson.dumps(key).decode()}:")
+             + (data.payload_json if key == "payload" else orjson.dumps(value).decode())
+             for key, value in message.items()]
+    return "{" + ",".join(parts) + "}"
