@@ -57,5 +57,6 @@ def floor_app() -> Starlette:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    # Uncompressed frames, as FleetGraph sends them (app.http_protocol): the same bytes.
     uvicorn.run(floor_app(), host="127.0.0.1", port=parser.parse_args().port,
-                log_level="warning")
+                log_level="warning", ws_per_message_deflate=False)
