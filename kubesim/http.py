@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import discovery, errors, openapi, resources, tables
+from kubesim import discovery, errors, openapi, protobuf, resources, tables
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.metrics import MetricsSource
@@ -63,6 +63,10 @@ def json_response(
 
 
 def status_response(error: ApiError) -> web.Response:
+    if error.plain_text is not None:
+        return web.Response(
+            text=error.plain_text, status=error.code, headers=error.headers, charset="utf-8"
+        )
     return json_response(error.status(), status=error.code, headers=error.headers)
 
 
@@ -232,6 +236,10 @@ def _discovery(state: ApiState, path: str) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- helpers
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -273,6 +281,9 @@ async def _read_json(request: web.Request) -> Any:
     body = await request.read()
     if not body:
         raise errors.bad_request("the request body is empty")
+    if _media_type(request) == protobuf.MEDIA_TYPE:
+        # kubectl's typed creates (create ns, create deployment, run...) arrive as protobuf.
+        return protobuf.decode_object(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

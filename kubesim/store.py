@@ -579,9 +579,18 @@ def _apply_kind_defaults(res: Resource, obj: dict[str, Any]) -> None:
         for k, v in string_data.items():
             data[k] = base64.b64encode(str(v).encode()).decode()
         obj["data"] = data
+    if res.kind == "Secret":
+        obj.setdefault("type", "Opaque")
     elif res.kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
+        # The NamespaceDefaultLabelName admission (GA in 1.22) labels every namespace with its
+        # own name, so `kubernetes.io/metadata.name=x` selects it.
+        labels = obj["metadata"].get("labels") or {}
+        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["metadata"]["labels"] = labels
+    elif res.kind == "Pod":
+        obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
