@@ -517,6 +517,15 @@ class Fleet:
         )
 
     # ================================================================== controllers
+    def settle(self) -> None:
+        """What the controllers and kubelets do in the moments after a write through the API
+        (kubesim's HTTP layer calls it): Deployments get ReplicaSets, ReplicaSets get their
+        Pods back, new Pods start, and their owners' status counts them. The clock does not
+        move."""
+        self.reconcile()
+        self._start_pending_pods()
+        self.reconcile()
+
     def reconcile(self) -> None:
         """One pass of the deployment, ReplicaSet, scheduler and quota controllers."""
         if not self._building:
@@ -854,8 +863,12 @@ class Fleet:
     def _start_pending_pods(self) -> None:
         for entry in list(self.store.iter_entries("pods")):
             pod = entry.obj
-            if (pod.get("status") or {}).get("phase") != "Pending" or pod["metadata"].get(
-                "deletionTimestamp"
+            if (
+                (pod.get("status") or {}).get("phase") != "Pending"
+                or pod["metadata"].get("deletionTimestamp")
+                # A Pod created through the API with no node or container statuses is no Pod of
+                # ours to start (nothing schedules bare Pods here).
+                or not pod["status"].get("containerStatuses")
             ):
                 continue
             updated = self.store.get(

@@ -18,7 +18,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import discovery, errors, openapi, protobuf, resources, tables
+from kubesim import (
+    deletion,
+    discovery,
+    errors,
+    managed_fields,
+    openapi,
+    protobuf,
+    resources,
+    tables,
+)
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.metrics import MetricsSource
@@ -51,6 +60,13 @@ class ApiState:
     default_watch_timeout: float = 1800.0
     server_address: str = "127.0.0.1:0"
     watches: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Run after every write to a workload kind through the API: the simulated controllers
+    # (Deployment -> ReplicaSet -> Pods, a deleted Pod replaced), as kube-controller-manager.
+    after_workload_write: Callable[[], None] | None = None
+
+
+_WORKLOAD_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"})
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 STATE_KEY = web.AppKey("kubesim_state", ApiState)
@@ -168,6 +184,20 @@ def _parse_target(path: str) -> Target | None:
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
+    response = await _route(request)
+    state = request.app[STATE_KEY]
+    if (
+        request.method in _WRITE_METHODS
+        and state.after_workload_write is not None
+        and response.status < 300
+    ):
+        target = _parse_target(request.path.rstrip("/"))
+        if target is not None and target.resource.kind in _WORKLOAD_KINDS:
+            state.after_workload_write()
+    return response
+
+
+async def _route(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     path = request.path.rstrip("/") or "/"
     if path in ("/healthz", "/livez", "/readyz"):
@@ -204,8 +234,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "PATCH":
             return await _patch(request, state, target)
         if method == "DELETE":
-            obj = state.store.delete(target.resource, target.name, namespace=target.namespace)
-            return json_response(obj)
+            return await _delete(request, state, target)
     raise errors.method_not_allowed()
 
 
@@ -236,6 +265,12 @@ def _discovery(state: ApiState, path: str) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- helpers
+def _manager(request: web.Request) -> str:
+    return managed_fields.manager_name(
+        request.query.get("fieldManager"), request.headers.get("User-Agent")
+    )
+
+
 def _media_type(request: web.Request) -> str:
     return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
@@ -556,7 +591,9 @@ async def _create(request: web.Request, state: ApiState, target: Target) -> web.
     body = await _read_json(request)
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be an object")
-    created = state.store.create(target.resource, body, namespace=target.namespace)
+    created = state.store.create(
+        target.resource, body, namespace=target.namespace, manager=_manager(request)
+    )
     return json_response(created, status=201)
 
 
@@ -577,7 +614,10 @@ async def _update(request: web.Request, state: ApiState, target: Target) -> web.
             raise errors.conflict(target.resource.plural, target.name, group=target.resource.group)
         current["status"] = body.get("status")
         body = current
-    return json_response(store.update(target.resource, body, namespace=target.namespace))
+    updated = store.update(
+        target.resource, body, namespace=target.namespace, manager=_manager(request)
+    )
+    return json_response(updated)
 
 
 async def _patch(request: web.Request, state: ApiState, target: Target) -> web.Response:
@@ -595,8 +635,24 @@ async def _patch(request: web.Request, state: ApiState, target: Target) -> web.R
         patch,
         namespace=target.namespace,
         patch_type=_PATCH_NAMES[content_type],
+        manager=_manager(request),
     )
     return json_response(updated)
+
+
+async def _delete(request: web.Request, state: ApiState, target: Target) -> web.Response:
+    _reject_dry_run(request)
+    assert target.name is not None
+    options = await _read_json(request) if request.can_read_body else None
+    store = state.store
+    current = store.entry(target.resource, target.name, namespace=target.namespace).obj
+    grace = deletion.grace_period(
+        target.resource, current, request.query.get("gracePeriodSeconds"), options
+    )
+    deleted = store.delete(
+        target.resource, target.name, namespace=target.namespace, grace_period_seconds=grace
+    )
+    return json_response(deletion.response_body(target.resource, deleted))
 
 
 def _delete_collection(request: web.Request, state: ApiState, target: Target) -> web.Response:

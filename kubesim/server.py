@@ -64,6 +64,7 @@ class KubeSim:
             metrics=self.metrics,
             token=self.token,
             bookmark_interval=bookmark_interval,
+            after_workload_write=self.fleet.settle if self.fleet else None,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
