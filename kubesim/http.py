@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from kubesim import (
+    authz,
     deletion,
     discovery,
     errors,
@@ -60,12 +61,15 @@ class ApiState:
     default_watch_timeout: float = 1800.0
     server_address: str = "127.0.0.1:0"
     watches: set[asyncio.Task[Any]] = field(default_factory=set)
-    # Run after every write to a workload kind through the API: the simulated controllers
-    # (Deployment -> ReplicaSet -> Pods, a deleted Pod replaced), as kube-controller-manager.
-    after_workload_write: Callable[[], None] | None = None
+    # Run after every write through the API to a kind controllers act on: Deployment ->
+    # ReplicaSet -> Pods, a deleted Pod replaced, quota usage counted (kube-controller-manager).
+    after_controlled_write: Callable[[], None] | None = None
+    # Tokens that authenticate but are bound to no role (token -> user name): 403 for all
+    # but discovery, as RBAC answers them.
+    users_without_rights: dict[str, str] = field(default_factory=dict)
 
 
-_WORKLOAD_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod"})
+_CONTROLLED_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod", "ResourceQuota"})
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -131,11 +135,44 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or presented.strip() != state.token:
+            presented = presented.strip()
+            if scheme.lower() == "bearer" and presented in state.users_without_rights:
+                denial = _denial(request, state, state.users_without_rights[presented])
+                if denial is not None:
+                    return status_response(denial)
+            elif scheme.lower() != "bearer" or presented != state.token:
                 return status_response(errors.unauthorized())
         elif request.path not in _ANONYMOUS_PATHS:
             return status_response(errors.unauthorized())
     return await handler(request)
+
+
+def _denial(request: web.Request, state: ApiState, user: str) -> ApiError | None:
+    """The 403 for a user without rights, or None where every authenticated user may read."""
+    path = request.path.rstrip("/") or "/"
+    served = request.method == "GET" and _discovery(state, path) is not None
+    if authz.is_discovery(path, served_group_version=served):
+        return None
+    target = _parse_target(path)
+    if target is None:
+        return ApiError(
+            403,
+            "Forbidden",
+            f'forbidden: User "{user}" cannot {request.method.lower()} path "{path}"',
+        )
+    return authz.forbidden(
+        user,
+        verb=authz.verb(
+            request.method,
+            named=target.name is not None,
+            watch=_flag(request.query.get("watch")),
+        ),
+        plural=target.resource.plural,
+        group=target.resource.group,
+        namespace=target.namespace,
+        name=target.name,
+        subresource=target.subresource,
+    )
 
 
 def build_app(state: ApiState) -> web.Application:
@@ -188,12 +225,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     if (
         request.method in _WRITE_METHODS
-        and state.after_workload_write is not None
+        and state.after_controlled_write is not None
         and response.status < 300
     ):
         target = _parse_target(request.path.rstrip("/"))
-        if target is not None and target.resource.kind in _WORKLOAD_KINDS:
-            state.after_workload_write()
+        if target is not None and target.resource.kind in _CONTROLLED_KINDS:
+            state.after_controlled_write()
     return response
 
 
@@ -549,6 +586,21 @@ async def _watch(request: web.Request, state: ApiState, target: Target) -> web.S
     return response
 
 
+_PRE_TIMEOUT_BOOKMARK_S = 2.0
+
+
+def _next_bookmark(now: float, interval: float, deadline: float) -> float:
+    """When the next BOOKMARK is due: every ``interval``, and also 2 s before the watch's
+    deadline, as kube-apiserver's watch cache does (``cacheWatcher.nextBookmarkTime``), so a
+    watch that times out hands its client a resourceVersion close to now. Past that last one,
+    none until the deadline."""
+    due = now + interval
+    pre_timeout = deadline - _PRE_TIMEOUT_BOOKMARK_S
+    if pre_timeout < due:
+        due = pre_timeout if pre_timeout > now else deadline + 1.0
+    return due
+
+
 async def _follow(
     writer: _WatchWriter,
     subscription: Subscription,
@@ -560,7 +612,7 @@ async def _follow(
     bookmarks: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
-    next_bookmark = loop.time() + state.bookmark_interval
+    next_bookmark = _next_bookmark(loop.time(), state.bookmark_interval, deadline)
     while True:
         now = loop.time()
         if now >= deadline:
@@ -575,7 +627,7 @@ async def _follow(
                 # Every event up to the store's version has been drained from the queue, so
                 # the current version is a safe place for the client to resume from.
                 await writer.bookmark(state.store.resource_version)
-                next_bookmark = loop.time() + state.bookmark_interval
+                next_bookmark = _next_bookmark(loop.time(), state.bookmark_interval, deadline)
             continue
         if event is None:
             return
