@@ -412,7 +412,7 @@ def _list(request: web.Request, state: ApiState, target: Target) -> web.Response
         and request.query.get("resourceVersionMatch") == "Exact"
         and rv < store.compacted_resource_version
     ):
-        raise errors.gone(f"too old resource version: {rv} ({store.compacted_resource_version})")
+        raise errors.gone()
     page = store.list_page(
         target.resource,
         namespace=target.namespace,
