@@ -592,12 +592,12 @@ _PRE_TIMEOUT_BOOKMARK_S = 2.0
 def _next_bookmark(now: float, interval: float, deadline: float) -> float:
     """When the next BOOKMARK is due: every ``interval``, and also 2 s before the watch's
     deadline, as kube-apiserver's watch cache does (``cacheWatcher.nextBookmarkTime``), so a
-    watch that times out hands its client a resourceVersion close to now. Past that last one,
-    none until the deadline."""
+    watch that times out hands its client a resourceVersion close to now. (The real interval
+    is a minute; kubesim's is ``bookmark_interval``, short in tests.)"""
     due = now + interval
     pre_timeout = deadline - _PRE_TIMEOUT_BOOKMARK_S
-    if pre_timeout < due:
-        due = pre_timeout if pre_timeout > now else deadline + 1.0
+    if now < pre_timeout < due:
+        due = pre_timeout
     return due
 
 
