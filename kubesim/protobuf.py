@@ -1,7 +1,8 @@
 """Kubernetes' protobuf wire format, decoded for the objects kubectl creates.
 
-kubectl 1.35 builds typed objects for ``kubectl create namespace|deployment|secret|quota``
-and ``kubectl run`` and sends them as ``Content-Type: application/vnd.kubernetes.protobuf``.
+kubectl 1.35 builds typed objects for ``kubectl create namespace|deployment|secret|quota|
+serviceaccount`` and ``kubectl run`` and sends them as
+``Content-Type: application/vnd.kubernetes.protobuf``.
 A 415 does not help: client-go only falls back to JSON after a 415 to *CBOR*; generated
 clients of built-in kinds are pinned to protobuf (``rest.requestClientContentConfigProvider``).
 So kubesim reads the envelope itself: the magic ``k8s\\0``, then a ``runtime.Unknown``
@@ -121,6 +122,12 @@ SCHEMAS: dict[str, dict[int, Field]] = {
         4: _f("stringData", "map:string"),
         5: _f("immutable", "bool", pointer=True),
     },
+    "ServiceAccount": {
+        1: _f("metadata", "ObjectMeta"),
+        3: _f("imagePullSecrets", "LocalObjectReference", repeated=True),
+        4: _f("automountServiceAccountToken", "bool", pointer=True),
+    },
+    "LocalObjectReference": {1: _f("name")},
     "ResourceQuota": {
         1: _f("metadata", "ObjectMeta"),
         2: _f("spec", "ResourceQuotaSpec"),
@@ -193,6 +200,7 @@ TOP_LEVEL = {
     ("v1", "Secret"): "Secret",
     ("v1", "ResourceQuota"): "ResourceQuota",
     ("v1", "Pod"): "Pod",
+    ("v1", "ServiceAccount"): "ServiceAccount",
     ("apps/v1", "Deployment"): "Deployment",
 }
 

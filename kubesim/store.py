@@ -392,6 +392,11 @@ class Store:
         bucket[key] = entry
         self._index_owners(res, key, None, new)
         self._record(res, "ADDED", entry, None)
+        if res.kind == "Namespace":
+            # kube-controller-manager's serviceaccount controller gives every namespace its
+            # "default" ServiceAccount (Pods cannot be admitted into a namespace without it).
+            account = {"metadata": {"name": "default", "namespace": meta["name"]}}
+            self._create(resolve("serviceaccounts"), account, meta["name"], False, copy=False)
         return entry
 
     def update(

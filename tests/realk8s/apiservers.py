@@ -58,9 +58,21 @@ class ApiServer:
     tokens: dict[str, str]  # "admin" (may do anything) and "nobody" (authenticated, no rights)
     kubeconfig: Path
     compact: Callable[[], Awaitable[None]]
+    namespaces: list[str] = field(default_factory=list)  # made by tests; removed by close()
     _session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
-    async def close(self) -> None:
+    async def close(self, *, within: float = 120.0) -> None:
+        """Delete the tests' namespaces and wait until they are gone (the real server's
+        namespace controller takes seconds), so the tier's later tests, which compare the
+        whole cluster with what the sync stored, see none of their leftovers."""
+        for name in self.namespaces:
+            await self.request("DELETE", f"/api/v1/namespaces/{name}")
+        deadline = asyncio.get_running_loop().time() + within
+        for name in self.namespaces:
+            while (await self.request("GET", f"/api/v1/namespaces/{name}")).status != 404:
+                assert asyncio.get_running_loop().time() < deadline, f"{name} not deleted"
+                await asyncio.sleep(0.5)
+        self.namespaces.clear()
         if self._session is not None:
             await self._session.close()
 

@@ -92,6 +92,7 @@ def unique(prefix: str) -> str:
 
 async def new_namespace(server: ApiServer, prefix: str = "conf") -> str:
     name = unique(prefix)
+    server.namespaces.append(name)
     await server.ok("POST", "/api/v1/namespaces", body={"metadata": {"name": name}})
     return name
 
@@ -383,6 +384,14 @@ async def test_server_set_metadata(server: ApiServer) -> None:
     assert plain["type"] == "Opaque" and "generation" not in plain["metadata"]
 
 
+async def test_every_namespace_gets_a_default_service_account(server: ApiServer) -> None:
+    ns = await new_namespace(server)
+    path = f"/api/v1/namespaces/{ns}/serviceaccounts"
+    accounts = await until(lambda: server.ok("GET", path), lambda body: bool(body["items"]))
+    assert [a["metadata"]["name"] for a in accounts["items"]] == ["default"]
+    assert accounts["kind"] == "ServiceAccountList"
+
+
 # --- deletion ------------------------------------------------------------------------------
 
 
@@ -549,6 +558,7 @@ needs_kubectl = pytest.mark.skipif(kubectl_binary() is None, reason="kubectl is 
 async def test_kubectl_create_get_apply_delete(server: ApiServer) -> None:
     """kubectl 1.35 sends protobuf for `create ns`; `apply` goes through JSON and patches."""
     ns = unique("kubectl")
+    server.namespaces.append(ns)
     assert await server.kubectl("create", "ns", ns) == f"namespace/{ns} created\n"
     listed = await server.kubectl("get", "pods", "-A")
     assert listed.splitlines()[0].split() == ["NAMESPACE", "NAME", "READY", "STATUS",
@@ -573,5 +583,7 @@ async def test_kubectl_create_get_apply_delete(server: ApiServer) -> None:
     assert await server.kubectl("create", "deployment", "made", "-n", ns,
                                 "--image=registry.k8s.io/pause:3.10") == (
         "deployment.apps/made created\n")
+    assert await server.kubectl("create", "serviceaccount", "robot", "-n", ns) == (
+        "serviceaccount/robot created\n")
     assert await server.kubectl("delete", "ns", ns, "--wait=false") == (
         f'namespace "{ns}" deleted\n')
