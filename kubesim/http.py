@@ -63,7 +63,7 @@ class ApiState:
     watches: set[asyncio.Task[Any]] = field(default_factory=set)
     # Run after every write through the API to a kind controllers act on: Deployment ->
     # ReplicaSet -> Pods, a deleted Pod replaced, quota usage counted (kube-controller-manager).
-    after_controlled_write: Callable[[], None] | None = None
+    after_controlled_write: Callable[[str | None], None] | None = None
     # Tokens that authenticate but are bound to no role (token -> user name): 403 for all
     # but discovery, as RBAC answers them.
     users_without_rights: dict[str, str] = field(default_factory=dict)
@@ -230,7 +230,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     ):
         target = _parse_target(request.path.rstrip("/"))
         if target is not None and target.resource.kind in _CONTROLLED_KINDS:
-            state.after_controlled_write()
+            state.after_controlled_write(target.namespace)
     return response
 
 
