@@ -122,6 +122,15 @@ SCHEMAS: dict[str, dict[int, Field]] = {
         4: _f("stringData", "map:string"),
         5: _f("immutable", "bool", pointer=True),
     },
+    "DeleteOptions": {
+        1: _f("gracePeriodSeconds", "int", pointer=True),
+        2: _f("preconditions", "Preconditions"),
+        3: _f("orphanDependents", "bool", pointer=True),
+        4: _f("propagationPolicy"),
+        5: _f("dryRun", repeated=True),
+        6: _f("ignoreStoreReadErrorWithClusterBreakingPotential", "bool", pointer=True),
+    },
+    "Preconditions": {1: _f("uid"), 2: _f("resourceVersion")},
     "ServiceAccount": {
         1: _f("metadata", "ObjectMeta"),
         3: _f("imagePullSecrets", "LocalObjectReference", repeated=True),
@@ -201,6 +210,9 @@ TOP_LEVEL = {
     ("v1", "ResourceQuota"): "ResourceQuota",
     ("v1", "Pod"): "Pod",
     ("v1", "ServiceAccount"): "ServiceAccount",
+    # A typed client's DELETE body (kubectl's own deletes send JSON).
+    ("v1", "DeleteOptions"): "DeleteOptions",
+    ("meta.k8s.io/v1", "DeleteOptions"): "DeleteOptions",
     ("apps/v1", "Deployment"): "Deployment",
 }
 

@@ -129,3 +129,19 @@ async def test_a_protobuf_post_creates_the_object() -> None:
         assert created["metadata"]["name"] == "pb"
         assert created["metadata"]["managedFields"][0]["manager"] == "kubectl-create"
         assert sim.store.get("namespaces", "pb")["status"] == {"phase": "Active"}
+
+
+async def test_a_protobuf_delete_options_body_is_read() -> None:
+    """A typed client's DELETE carries DeleteOptions in protobuf: gracePeriodSeconds=0 is
+    honoured, so the Pod goes at once instead of gracefully."""
+    async with KubeSim.start(fleet="small", seed=2) as sim, aiohttp.ClientSession() as http:
+        pod = sim.store.list("pods", namespace="payments-prod")[0]["metadata"]["name"]
+        options = envelope("meta.k8s.io/v1", "DeleteOptions", field(1, 0) + field(4, "Background"))
+        response = await http.delete(
+            f"{sim.url}/api/v1/namespaces/payments-prod/pods/{pod}", data=options,
+            headers={"Authorization": f"Bearer {sim.token}", "Content-Type": MEDIA_TYPE})
+        assert response.status == 200
+        assert "deletionTimestamp" not in (await response.json())["metadata"]
+        assert decode_object(options) == {"apiVersion": "meta.k8s.io/v1",
+                                          "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                                          "propagationPolicy": "Background"}
