@@ -11,6 +11,20 @@ What the two may legitimately differ in is kept out of the assertions: continue 
 resourceVersions are opaque (only their order and round trip are asserted), the real server's
 timing (its controllers act within seconds, so those checks poll), and the versions in
 ``/version``.
+
+Differences kubesim keeps on purpose (none of them read by the sync):
+
+* its controllers, namespace controller and "kubelet" act inside the request that set them
+  off, so a deleted namespace or a gracefully deleted Pod is gone by the time DELETE answers
+  (the answer itself, Terminating or with its deletionTimestamp, is the real one);
+* periodic BOOKMARKs every ``bookmark_interval`` (5 s by default, less in tests) where the
+  real watch cache sends one a minute; the one 2 s before a watch's timeout is the same;
+* no defaulting beyond what is asserted here (a Deployment made through the API gets no
+  ``strategy``, ``revisionHistoryLimit`` or Pod template defaults), and list items keep their
+  ``kind`` and ``apiVersion``;
+* managedFields record the fields a request sent, without list merge keys;
+* a continue token outlives only the last 64 list snapshots and no compaction (the real
+  server also answers old tokens of cached kinds from its watch cache).
 """
 
 from __future__ import annotations
