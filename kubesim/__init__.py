@@ -34,9 +34,14 @@ replicasets (+ ``deployments/scale``, ``*/status``); metrics.k8s.io/v1beta1 node
 ``/version``, ``/api``, ``/apis`` and per-group discovery; Table output for kubectl. Lists
 page with ``limit``/``continue`` and filter by ``labelSelector`` and ``fieldSelector``
 (metadata.name, metadata.namespace, spec.nodeName, status.phase); watches resume from a
-``resourceVersion`` and send BOOKMARKs; PUT, merge/strategic/JSON PATCH, DELETE (with
-finalizers, ownerReference garbage collection and namespace teardown). Errors are Status
-objects.
+``resourceVersion`` and send BOOKMARKs (also 2 s before a watch's timeout, as the watch cache
+does); POST and PUT in JSON or, for what kubectl creates, protobuf; merge/strategic/JSON PATCH;
+DELETE (finalizers, graceful Pods, namespaces Terminating first, ownerReference garbage
+collection). Writes through the API get managedFields, and with a fleet its controllers act
+on them at once (a Deployment gets its ReplicaSet and Pods, a deleted Pod comes back).
+Errors are Status objects; a path no group serves is a plain-text 404, as kube-apiserver's.
+``sim.add_user_without_rights("nobody")`` returns a token that RBAC would answer 403.
+tests/realk8s/test_conformance.py holds all of this to the real apiserver's answers.
 
 Direct access to objects: ``sim.store`` (:class:`kubesim.store.Store`)
 -----------------------------------------------------------------------

@@ -15,6 +15,14 @@ from typing import Any
 from kubesim.resources import GROUP_VERSIONS, Resource
 
 KUBERNETES_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kubesim"}
+# Since 1.32 /version also says which version the server emulates and the oldest it stays
+# compatible with (compatibility versions, KEP-4330); a 1.32 server emulates itself.
+_EMULATION = {
+    "emulationMajor": "1",
+    "emulationMinor": "32",
+    "minCompatibilityMajor": "1",
+    "minCompatibilityMinor": "31",
+}
 
 _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"]}
 
@@ -22,6 +30,7 @@ _SUBRESOURCE_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "pa
 def version_info() -> dict[str, str]:
     return {
         **KUBERNETES_VERSION,
+        **_EMULATION,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2024-12-11T00:00:00Z",

@@ -21,6 +21,7 @@ class ApiError(Exception):
         *,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        plain_text: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -28,6 +29,9 @@ class ApiError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+        # Some answers are not Status objects at all: a path no API group serves gets Go's
+        # plain-text "404 page not found" from the apiserver's mux.
+        self.plain_text = plain_text
 
     def status(self) -> dict[str, Any]:
         """The ``meta.k8s.io/v1`` Status body for this error."""
@@ -98,9 +102,17 @@ def invalid(kind: str, name: str, message: str) -> ApiError:
     )
 
 
-def gone(message: str = "too old resource version") -> ApiError:
-    """410: the requested resourceVersion has been compacted away."""
-    return ApiError(410, "Gone", message)
+def gone(message: str = "The resourceVersion for the provided list is too old.") -> ApiError:
+    """410: the requested resourceVersion has been compacted away.
+
+    kube-apiserver gives reason ``Expired`` (``errors.NewResourceExpired``) for every form of
+    it: a list or watch from a compacted etcd revision, and a watch older than the watch cache
+    (message ``too old resource version: RV (OLDEST)``).
+    """
+    return ApiError(410, "Expired", message)
+
+
+WATCH_TOO_OLD = "The resourceVersion for the provided watch is too old."
 
 
 def expired_continue(message: str | None = None) -> ApiError:
@@ -125,26 +137,30 @@ def method_not_allowed(
     return ApiError(405, "MethodNotAllowed", message)
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+def unsupported_media_type(
+    content_type: str,
+    accepted: tuple[str, ...] = (
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+    ),
+) -> ApiError:
     return ApiError(
         415,
         "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: "
-        "application/json-patch+json, application/merge-patch+json, "
-        f"application/strategic-merge-patch+json; got {content_type!r}",
+        f"{', '.join(accepted)}; got {content_type!r}",
     )
 
 
 def page_not_found(path: str) -> ApiError:
+    """A path no API group serves (e.g. metrics.k8s.io without metrics-server): the
+    apiserver's mux answers ``text/plain`` "404 page not found", not a Status."""
     return ApiError(
         404,
         "NotFound",
-        "the server could not find the requested resource",
-        details={
-            "causes": [
-                {"reason": "UnexpectedServerResponse", "message": f"404 page not found: {path}"}
-            ]
-        },
+        f"404 page not found: {path}",
+        plain_text="404 page not found\n",
     )
 
 

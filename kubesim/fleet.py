@@ -517,13 +517,24 @@ class Fleet:
         )
 
     # ================================================================== controllers
-    def reconcile(self) -> None:
-        """One pass of the deployment, ReplicaSet, scheduler and quota controllers."""
+    def settle(self, namespace: str | None = None) -> None:
+        """What the controllers and kubelets do in the moments after a write through the API
+        (kubesim's HTTP layer calls it, with the namespace written to): Deployments get
+        ReplicaSets, ReplicaSets get their Pods back, Pods are bound and start, and their
+        owners' status and quotas count them. The clock does not move."""
+        self.reconcile(namespace=namespace)
+        self._schedule_bare_pods()
+        self._start_pending_pods()
+        self.reconcile(namespace=namespace)
+
+    def reconcile(self, *, namespace: str | None = None) -> None:
+        """One pass of the deployment, ReplicaSet, scheduler and quota controllers (over one
+        namespace's Deployments and quotas, if given)."""
         if not self._building:
             self._recount_node_requests()
-        for entry in list(self.store.iter_entries("deployments")):
+        for entry in list(self.store.iter_entries("deployments", namespace=namespace)):
             self._reconcile_deployment(entry)
-        self._update_quotas()
+        self._update_quotas(namespace)
 
     def _reconcile_deployment(self, entry: Entry) -> None:
         deploy = entry.obj
@@ -804,7 +815,6 @@ class Fleet:
                 "preemptionPolicy": "PreemptLowerPriority",
             }
         )
-        now = self.clock.timestamp()
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -815,32 +825,7 @@ class Fleet:
                 "ownerReferences": [_owner_ref(rs)],
             },
             "spec": spec,
-            "status": {
-                "phase": "Pending",
-                "qosClass": qos_class(containers),
-                "hostIP": self._node_ip(node),
-                "conditions": [
-                    {
-                        "type": "PodScheduled",
-                        "status": "True",
-                        "lastProbeTime": None,
-                        "lastTransitionTime": now,
-                    }
-                ],
-                "containerStatuses": [
-                    {
-                        "name": c["name"],
-                        "image": c["image"],
-                        "imageID": "",
-                        "ready": False,
-                        "started": False,
-                        "restartCount": 0,
-                        "state": {"waiting": {"reason": "ContainerCreating"}},
-                        "lastState": {},
-                    }
-                    for c in containers
-                ],
-            },
+            "status": self._scheduled_status(containers, node),
         }
         if self._building:
             # The initial fleet has been running for a while: no Pending round trip.
@@ -848,14 +833,68 @@ class Fleet:
             self._mark_running(pod)
         self.store.create("pods", pod, take_ownership=True, preserve_metadata=self._building)
 
+    def _scheduled_status(self, containers: list[Obj], node: str) -> Obj:
+        """A Pod's status once bound to ``node``, its containers still being created."""
+        return {
+            "phase": "Pending",
+            "qosClass": qos_class(containers),
+            "hostIP": self._node_ip(node),
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": self.clock.timestamp(),
+                }
+            ],
+            "containerStatuses": [
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "started": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ContainerCreating"}},
+                    "lastState": {},
+                }
+                for c in containers
+            ],
+        }
+
+    def _schedule_bare_pods(self) -> None:
+        """Pods created through the API with no node (``kubectl run``): kube-scheduler binds
+        each to the least-requested Ready node; the next start makes them Running."""
+        for entry in list(self.store.iter_entries("pods")):
+            pod = entry.obj
+            if (
+                (pod.get("spec") or {}).get("nodeName")
+                or pod["metadata"].get("deletionTimestamp")
+                or (pod.get("status") or {}).get("phase") != "Pending"
+                or not self.node_names
+            ):
+                continue
+            updated = self.store.get(
+                "pods", pod["metadata"]["name"], namespace=pod["metadata"]["namespace"]
+            )
+            node = self._schedule(_pod_cpu(updated))
+            updated["spec"]["nodeName"] = node
+            containers = updated["spec"].get("containers") or []
+            updated["status"] = self._scheduled_status(containers, node)
+            self.store.update("pods", updated, take_ownership=True)
+
     def _node_ip(self, node: str) -> str:
         return node.removeprefix("ip-").removesuffix(".ec2.internal").replace("-", ".")
 
     def _start_pending_pods(self) -> None:
         for entry in list(self.store.iter_entries("pods")):
             pod = entry.obj
-            if (pod.get("status") or {}).get("phase") != "Pending" or pod["metadata"].get(
-                "deletionTimestamp"
+            if (
+                (pod.get("status") or {}).get("phase") != "Pending"
+                or pod["metadata"].get("deletionTimestamp")
+                # A Pod created through the API with no node or container statuses is no Pod of
+                # ours to start (nothing schedules bare Pods here).
+                or not pod["status"].get("containerStatuses")
             ):
                 continue
             updated = self.store.get(
@@ -903,8 +942,8 @@ class Fleet:
                 }
             )
 
-    def _update_quotas(self) -> None:
-        for entry in list(self.store.iter_entries("resourcequotas")):
+    def _update_quotas(self, namespace: str | None = None) -> None:
+        for entry in list(self.store.iter_entries("resourcequotas", namespace=namespace)):
             quota = entry.obj
             namespace = quota["metadata"]["namespace"]
             totals = {

@@ -18,7 +18,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubesim import discovery, errors, openapi, resources, tables
+from kubesim import (
+    authz,
+    deletion,
+    discovery,
+    errors,
+    managed_fields,
+    openapi,
+    protobuf,
+    resources,
+    tables,
+)
 from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.metrics import MetricsSource
@@ -51,6 +61,16 @@ class ApiState:
     default_watch_timeout: float = 1800.0
     server_address: str = "127.0.0.1:0"
     watches: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Run after every write through the API to a kind controllers act on: Deployment ->
+    # ReplicaSet -> Pods, a deleted Pod replaced, quota usage counted (kube-controller-manager).
+    after_controlled_write: Callable[[str | None], None] | None = None
+    # Tokens that authenticate but are bound to no role (token -> user name): 403 for all
+    # but discovery, as RBAC answers them.
+    users_without_rights: dict[str, str] = field(default_factory=dict)
+
+
+_CONTROLLED_KINDS = frozenset({"Deployment", "ReplicaSet", "Pod", "ResourceQuota"})
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 STATE_KEY = web.AppKey("kubesim_state", ApiState)
@@ -63,6 +83,10 @@ def json_response(
 
 
 def status_response(error: ApiError) -> web.Response:
+    if error.plain_text is not None:
+        return web.Response(
+            text=error.plain_text, status=error.code, headers=error.headers, charset="utf-8"
+        )
     return json_response(error.status(), status=error.code, headers=error.headers)
 
 
@@ -111,11 +135,44 @@ async def _auth_middleware(request: web.Request, handler: Handler) -> web.Stream
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, presented = header.partition(" ")
-            if scheme.lower() != "bearer" or presented.strip() != state.token:
+            presented = presented.strip()
+            if scheme.lower() == "bearer" and presented in state.users_without_rights:
+                denial = _denial(request, state, state.users_without_rights[presented])
+                if denial is not None:
+                    return status_response(denial)
+            elif scheme.lower() != "bearer" or presented != state.token:
                 return status_response(errors.unauthorized())
         elif request.path not in _ANONYMOUS_PATHS:
             return status_response(errors.unauthorized())
     return await handler(request)
+
+
+def _denial(request: web.Request, state: ApiState, user: str) -> ApiError | None:
+    """The 403 for a user without rights, or None where every authenticated user may read."""
+    path = request.path.rstrip("/") or "/"
+    served = request.method == "GET" and _discovery(state, path) is not None
+    if authz.is_discovery(path, served_group_version=served):
+        return None
+    target = _parse_target(path)
+    if target is None:
+        return ApiError(
+            403,
+            "Forbidden",
+            f'forbidden: User "{user}" cannot {request.method.lower()} path "{path}"',
+        )
+    return authz.forbidden(
+        user,
+        verb=authz.verb(
+            request.method,
+            named=target.name is not None,
+            watch=_flag(request.query.get("watch")),
+        ),
+        plural=target.resource.plural,
+        group=target.resource.group,
+        namespace=target.namespace,
+        name=target.name,
+        subresource=target.subresource,
+    )
 
 
 def build_app(state: ApiState) -> web.Application:
@@ -164,6 +221,20 @@ def _parse_target(path: str) -> Target | None:
 
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
+    response = await _route(request)
+    state = request.app[STATE_KEY]
+    if (
+        request.method in _WRITE_METHODS
+        and state.after_controlled_write is not None
+        and response.status < 300
+    ):
+        target = _parse_target(request.path.rstrip("/"))
+        if target is not None and target.resource.kind in _CONTROLLED_KINDS:
+            state.after_controlled_write(target.namespace)
+    return response
+
+
+async def _route(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     path = request.path.rstrip("/") or "/"
     if path in ("/healthz", "/livez", "/readyz"):
@@ -200,8 +271,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         if method == "PATCH":
             return await _patch(request, state, target)
         if method == "DELETE":
-            obj = state.store.delete(target.resource, target.name, namespace=target.namespace)
-            return json_response(obj)
+            return await _delete(request, state, target)
     raise errors.method_not_allowed()
 
 
@@ -232,6 +302,16 @@ def _discovery(state: ApiState, path: str) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------- helpers
+def _manager(request: web.Request) -> str:
+    return managed_fields.manager_name(
+        request.query.get("fieldManager"), request.headers.get("User-Agent")
+    )
+
+
+def _media_type(request: web.Request) -> str:
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
 def _flag(value: str | None) -> bool:
     return value is not None and value.lower() in ("true", "1")
 
@@ -273,6 +353,9 @@ async def _read_json(request: web.Request) -> Any:
     body = await request.read()
     if not body:
         raise errors.bad_request("the request body is empty")
+    if _media_type(request) == protobuf.MEDIA_TYPE:
+        # kubectl's typed creates (create ns, create deployment, run...) arrive as protobuf.
+        return protobuf.decode_object(body)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -329,7 +412,7 @@ def _list(request: web.Request, state: ApiState, target: Target) -> web.Response
         and request.query.get("resourceVersionMatch") == "Exact"
         and rv < store.compacted_resource_version
     ):
-        raise errors.gone(f"too old resource version: {rv} ({store.compacted_resource_version})")
+        raise errors.gone()
     page = store.list_page(
         target.resource,
         namespace=target.namespace,
@@ -503,6 +586,21 @@ async def _watch(request: web.Request, state: ApiState, target: Target) -> web.S
     return response
 
 
+_PRE_TIMEOUT_BOOKMARK_S = 2.0
+
+
+def _next_bookmark(now: float, interval: float, deadline: float) -> float:
+    """When the next BOOKMARK is due: every ``interval``, and also 2 s before the watch's
+    deadline, as kube-apiserver's watch cache does (``cacheWatcher.nextBookmarkTime``), so a
+    watch that times out hands its client a resourceVersion close to now. (The real interval
+    is a minute; kubesim's is ``bookmark_interval``, short in tests.)"""
+    due = now + interval
+    pre_timeout = deadline - _PRE_TIMEOUT_BOOKMARK_S
+    if now < pre_timeout < due:
+        due = pre_timeout
+    return due
+
+
 async def _follow(
     writer: _WatchWriter,
     subscription: Subscription,
@@ -514,7 +612,7 @@ async def _follow(
     bookmarks: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
-    next_bookmark = loop.time() + state.bookmark_interval
+    next_bookmark = _next_bookmark(loop.time(), state.bookmark_interval, deadline)
     while True:
         now = loop.time()
         if now >= deadline:
@@ -529,7 +627,7 @@ async def _follow(
                 # Every event up to the store's version has been drained from the queue, so
                 # the current version is a safe place for the client to resume from.
                 await writer.bookmark(state.store.resource_version)
-                next_bookmark = loop.time() + state.bookmark_interval
+                next_bookmark = _next_bookmark(loop.time(), state.bookmark_interval, deadline)
             continue
         if event is None:
             return
@@ -545,7 +643,9 @@ async def _create(request: web.Request, state: ApiState, target: Target) -> web.
     body = await _read_json(request)
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be an object")
-    created = state.store.create(target.resource, body, namespace=target.namespace)
+    created = state.store.create(
+        target.resource, body, namespace=target.namespace, manager=_manager(request)
+    )
     return json_response(created, status=201)
 
 
@@ -566,7 +666,10 @@ async def _update(request: web.Request, state: ApiState, target: Target) -> web.
             raise errors.conflict(target.resource.plural, target.name, group=target.resource.group)
         current["status"] = body.get("status")
         body = current
-    return json_response(store.update(target.resource, body, namespace=target.namespace))
+    updated = store.update(
+        target.resource, body, namespace=target.namespace, manager=_manager(request)
+    )
+    return json_response(updated)
 
 
 async def _patch(request: web.Request, state: ApiState, target: Target) -> web.Response:
@@ -584,8 +687,24 @@ async def _patch(request: web.Request, state: ApiState, target: Target) -> web.R
         patch,
         namespace=target.namespace,
         patch_type=_PATCH_NAMES[content_type],
+        manager=_manager(request),
     )
     return json_response(updated)
+
+
+async def _delete(request: web.Request, state: ApiState, target: Target) -> web.Response:
+    _reject_dry_run(request)
+    assert target.name is not None
+    options = await _read_json(request) if request.can_read_body else None
+    store = state.store
+    current = store.entry(target.resource, target.name, namespace=target.namespace).obj
+    grace = deletion.grace_period(
+        target.resource, current, request.query.get("gracePeriodSeconds"), options
+    )
+    deleted = store.delete(
+        target.resource, target.name, namespace=target.namespace, grace_period_seconds=grace
+    )
+    return json_response(deletion.response_body(target.resource, deleted))
 
 
 def _delete_collection(request: web.Request, state: ApiState, target: Target) -> web.Response:

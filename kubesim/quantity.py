@@ -273,15 +273,31 @@ def _slots(node: object, path: tuple[str, ...], where: str) -> Iterator[_Slot]:
         yield from _slots(node.get(step), rest, f"{where}.{step}" if where else step)
 
 
+def round_up_to_milli(canonical_text: str) -> str:
+    """What ``SetDefaults_ResourceList`` does to every value of a ResourceList (requests,
+    limits, quota hard and used, node capacity...): ``RoundUp(-3)``, so ``3.001n`` is stored
+    as ``1m``. A value already whole to the milli is left as it was (Go keeps its string)."""
+    quantity = parse(canonical_text)
+    exponent = quantity.value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -3:
+        return canonical_text
+    return canonical(_round_up(quantity.value, -3), quantity.format)
+
+
 def canonicalize_object(kind: str, obj: MutableMapping[str, Any]) -> None:
     """Rewrite, in place, every quantity of ``obj`` in the form kube-apiserver stores;
     raises :class:`QuantityError` naming the field when one is not a quantity."""
     for path in QUANTITY_PATHS.get(kind, ()):
+        resource_list = not path[-1].startswith("=")
         for holder, key, where in _slots(obj, path, ""):
             try:
-                holder[key] = canonicalize_json(holder[key])
+                text = canonicalize_json(holder[key])
             except QuantityError as exc:
                 raise QuantityError(f"{where}: {exc}") from None
+            holder[key] = _milli_short(text) if resource_list else text
+
+
+_milli_short = functools.lru_cache(maxsize=8192)(round_up_to_milli)
 
 
 def parse_quantity(value: str | int | float) -> Decimal:

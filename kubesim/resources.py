@@ -51,6 +51,7 @@ CORE = (
         "", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), subresources=("status",)
     ),
     Resource("", "v1", "secrets", "Secret", True),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     Resource("", "v1", "events", "Event", True, ("ev",)),
 )
 APPS = (

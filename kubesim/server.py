@@ -64,6 +64,7 @@ class KubeSim:
             metrics=self.metrics,
             token=self.token,
             bookmark_interval=bookmark_interval,
+            after_controlled_write=self.fleet.settle if self.fleet else None,
         )
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -161,6 +162,13 @@ class KubeSim:
         self._realtime = asyncio.get_running_loop().create_task(
             self.fleet.run_realtime(speed=speed, tick=tick)
         )
+
+    def add_user_without_rights(self, name: str = "nobody") -> str:
+        """A token that authenticates as ``name`` and is bound to no role: the API answers
+        it 403 Forbidden everywhere but discovery. Returns the token."""
+        token = f"{name}-{secrets.token_hex(16)}"
+        self.state.users_without_rights[token] = name
+        return token
 
     # ---------------------------------------------------------------- clients
     @property

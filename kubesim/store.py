@@ -19,12 +19,13 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from kubesim import errors
-from kubesim.clock import SimClock
+from kubesim import errors, managed_fields
+from kubesim.clock import SimClock, rfc3339
 from kubesim.patch import json_merge_patch, json_patch, strategic_merge_patch
 from kubesim.quantity import QuantityError, canonicalize_object
 from kubesim.resources import Resource, resolve
@@ -314,6 +315,7 @@ class Store:
         namespace: str | None = None,
         preserve_metadata: bool = False,
         take_ownership: bool = False,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Store a new object, as POST does; returns a copy of what was stored.
 
@@ -323,11 +325,13 @@ class Store:
         ``preserve_metadata=True`` a given uid and creationTimestamp are kept (for tests that
         plant exact objects). ``take_ownership=True`` is the simulator's fast path: ``obj`` is
         stored without copying and the stored dict itself is returned (mutate neither).
+        ``manager`` (HTTP writes) records a managedFields entry for that field manager.
         """
         res = resolve(resource)
         if take_ownership:
             return self._create(res, obj, namespace, preserve_metadata, copy=False).obj
-        return copy_object(self._create(res, obj, namespace, preserve_metadata).obj)
+        entry = self._create(res, obj, namespace, preserve_metadata, manager=manager, sent=obj)
+        return copy_object(entry.obj)
 
     def _create(
         self,
@@ -337,6 +341,8 @@ class Store:
         preserve: bool,
         *,
         copy: bool = True,
+        manager: str | None = None,
+        sent: dict[str, Any] | None = None,
     ) -> Entry:
         new = copy_object(obj) if copy else obj
         _check_kind(res, new)
@@ -377,11 +383,20 @@ class Store:
         if res.kind in _GENERATION_KINDS:
             meta["generation"] = 1
         _apply_kind_defaults(res, new)
+        if manager is not None:
+            managed_fields.record(
+                new, None, manager=manager, sent=sent or {}, time=meta["creationTimestamp"]
+            )
         meta["resourceVersion"] = self._next_rv()
         entry = Entry(new)
         bucket[key] = entry
         self._index_owners(res, key, None, new)
         self._record(res, "ADDED", entry, None)
+        if res.kind == "Namespace":
+            # kube-controller-manager's serviceaccount controller gives every namespace its
+            # "default" ServiceAccount (Pods cannot be admitted into a namespace without it).
+            account = {"metadata": {"name": "default", "namespace": meta["name"]}}
+            self._create(resolve("serviceaccounts"), account, meta["name"], False, copy=False)
         return entry
 
     def update(
@@ -391,17 +406,24 @@ class Store:
         *,
         namespace: str | None = None,
         take_ownership: bool = False,
+        manager: str | None = None,
     ) -> dict[str, Any]:
         """Replace an object, as PUT does; a stale ``metadata.resourceVersion`` is a 409.
 
-        ``take_ownership`` as for :meth:`create`.
+        ``take_ownership`` and ``manager`` as for :meth:`create`.
         """
         if take_ownership:
             return self._update(resolve(resource), obj, namespace, copy=False).obj
-        return copy_object(self._update(resolve(resource), obj, namespace).obj)
+        return copy_object(self._update(resolve(resource), obj, namespace, manager=manager).obj)
 
     def _update(
-        self, res: Resource, obj: dict[str, Any], namespace: str | None, *, copy: bool = True
+        self,
+        res: Resource,
+        obj: dict[str, Any],
+        namespace: str | None,
+        *,
+        copy: bool = True,
+        manager: str | None = None,
     ) -> Entry:
         new = copy_object(obj) if copy else obj
         _check_kind(res, new)
@@ -426,9 +448,18 @@ class Store:
         wanted_rv = meta.get("resourceVersion")
         if wanted_rv and str(wanted_rv) != old.obj["metadata"]["resourceVersion"]:
             raise errors.conflict(res.plural, name, group=res.group)
-        return self._replace(res, key, old, new)
+        return self._replace(res, key, old, new, manager=manager, sent=obj)
 
-    def _replace(self, res: Resource, key: ObjectKey, old: Entry, new: dict[str, Any]) -> Entry:
+    def _replace(
+        self,
+        res: Resource,
+        key: ObjectKey,
+        old: Entry,
+        new: dict[str, Any],
+        *,
+        manager: str | None = None,
+        sent: dict[str, Any] | None = None,
+    ) -> Entry:
         meta = new["metadata"]
         old_meta = old.obj["metadata"]
         for kept in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -443,6 +474,14 @@ class Store:
                 generation += 1
             meta["generation"] = generation
         _apply_kind_defaults(res, new)
+        if manager is not None:
+            managed_fields.record(
+                new,
+                old_meta.get("managedFields"),
+                manager=manager,
+                sent=sent or {},
+                time=self.clock.timestamp(),
+            )
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             # The last finalizer is gone: the pending delete completes now.
             return self._remove(res, key, old)
@@ -461,8 +500,10 @@ class Store:
         *,
         namespace: str | None = None,
         patch_type: str = "merge",
+        manager: str | None = None,
     ) -> dict[str, Any]:
-        """Apply a ``merge``, ``strategic`` or ``json`` patch, as PATCH does."""
+        """Apply a ``merge``, ``strategic`` or ``json`` patch, as PATCH does (``manager`` as
+        for :meth:`create`; a JSON patch records the fields of no body)."""
         res = resolve(resource)
         old = self.entry(res, name, namespace=namespace)
         try:
@@ -481,29 +522,62 @@ class Store:
             raise errors.conflict(res.plural, name, group=res.group)
         _check_kind(res, new)
         key = self._key(res, name, namespace)
-        return copy_object(self._replace(res, key, old, new).obj)
+        sent = patch if isinstance(patch, dict) else {}
+        return copy_object(self._replace(res, key, old, new, manager=manager, sent=sent).obj)
 
     def delete(
-        self, resource: str | Resource, name: str, *, namespace: str | None = None
+        self,
+        resource: str | Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
     ) -> dict[str, Any]:
-        """Delete as DELETE does: finalizers defer it; dependents and namespace contents go too."""
+        """Delete as DELETE does: finalizers defer it; dependents and namespace contents go too.
+
+        A namespace first turns ``Terminating`` (``deletionTimestamp`` set, a MODIFIED event),
+        as kube-apiserver leaves it for the namespace controller, which here empties it and
+        removes it in the same call. ``grace_period_seconds`` (the API's default for a Pod on
+        a node is 30) makes a Pod's deletion graceful the same way: MODIFIED with
+        ``deletionTimestamp`` = now + grace, then gone once "the kubelet" confirms - at once.
+        Returns the object as the DELETE response carries it (the pending state, if any).
+        """
         res = resolve(resource)
         key = self._key(res, name, namespace)
         old = self._bucket(res).get(key)
         if old is None:
             raise errors.not_found(res.plural, name, group=res.group)
-        if old.obj["metadata"].get("finalizers"):
-            if old.obj["metadata"].get("deletionTimestamp"):
-                return copy_object(old.obj)
-            pending = copy_object(old.obj)
-            pending["metadata"]["deletionTimestamp"] = self.clock.timestamp()
-            pending["metadata"]["deletionGracePeriodSeconds"] = 0
-            pending["metadata"]["resourceVersion"] = self._next_rv()
-            entry = Entry(pending)
-            self._bucket(res)[key] = entry
-            self._record(res, "MODIFIED", entry, old)
-            return copy_object(pending)
-        return copy_object(self._remove(res, key, old).obj)
+        meta = old.obj["metadata"]
+        graceful = (
+            res.kind == "Pod"
+            and bool(grace_period_seconds)
+            and bool((old.obj.get("spec") or {}).get("nodeName"))
+        )
+        if meta.get("deletionTimestamp") and (meta.get("finalizers") or graceful):
+            return copy_object(old.obj)
+        if not (meta.get("finalizers") or res.kind == "Namespace" or graceful):
+            return copy_object(self._remove(res, key, old).obj)
+        pending = copy_object(old.obj)
+        pending_meta = pending["metadata"]
+        if res.kind == "Namespace":
+            pending_meta["deletionTimestamp"] = self.clock.timestamp()
+            pending.setdefault("status", {})["phase"] = "Terminating"
+        elif graceful:
+            assert grace_period_seconds is not None
+            deadline = self.clock.now() + timedelta(seconds=grace_period_seconds)
+            pending_meta["deletionTimestamp"] = rfc3339(deadline)
+            pending_meta["deletionGracePeriodSeconds"] = grace_period_seconds
+        else:
+            pending_meta["deletionTimestamp"] = self.clock.timestamp()
+            pending_meta["deletionGracePeriodSeconds"] = 0
+        pending_meta["resourceVersion"] = self._next_rv()
+        entry = Entry(pending)
+        self._bucket(res)[key] = entry
+        self._record(res, "MODIFIED", entry, old)
+        if not meta.get("finalizers"):
+            # The namespace controller (or the kubelet) finishes the job.
+            self._remove(res, key, entry)
+        return copy_object(pending)
 
     def _remove(self, res: Resource, key: ObjectKey, old: Entry) -> Entry:
         gone = copy_object(old.obj)
@@ -579,9 +653,18 @@ def _apply_kind_defaults(res: Resource, obj: dict[str, Any]) -> None:
         for k, v in string_data.items():
             data[k] = base64.b64encode(str(v).encode()).decode()
         obj["data"] = data
+    if res.kind == "Secret":
+        obj.setdefault("type", "Opaque")
     elif res.kind == "Namespace":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj.setdefault("status", {}).setdefault("phase", "Active")
+        # The NamespaceDefaultLabelName admission (GA in 1.22) labels every namespace with its
+        # own name, so `kubernetes.io/metadata.name=x` selects it.
+        labels = obj["metadata"].get("labels") or {}
+        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+        obj["metadata"]["labels"] = labels
+    elif res.kind == "Pod":
+        obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

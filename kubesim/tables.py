@@ -28,18 +28,68 @@ def _age(obj: dict[str, Any], now: datetime) -> str:
     return human_duration((now - then).total_seconds())
 
 
+def selector_string(selector: dict[str, Any] | None) -> str:
+    """A LabelSelector as ``labels.Selector.String()`` prints it: requirements sorted by key,
+    ``k=v``, ``k in (a,b)``, ``k notin (a)``, ``k``, ``!k``."""
+    selector = selector or {}
+    parts: list[tuple[str, str]] = [
+        (key, f"{key}={value}") for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key", ""), expression.get("operator", "")
+        values = ",".join(sorted(expression.get("values") or []))
+        text = {
+            "In": f"{key} in ({values})",
+            "NotIn": f"{key} notin ({values})",
+            "Exists": key,
+            "DoesNotExist": f"!{key}",
+        }.get(operator, "<invalid>")
+        parts.append((key, text))
+    return ",".join(text for _, text in sorted(parts))
+
+
+def _containers_and_images(template: dict[str, Any] | None) -> list[str]:
+    containers = ((template or {}).get("spec") or {}).get("containers") or []
+    return [
+        ",".join(str(c.get("name", "")) for c in containers),
+        ",".join(str(c.get("image", "")) for c in containers),
+    ]
+
+
 def human_duration(seconds: float) -> str:
-    """kubectl's short durations: 45s, 12m, 5h, 3d."""
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
+    """The AGE kubectl prints: apimachinery's ``duration.HumanDuration``, which the apiserver's
+    printers use (``45s``, ``3m20s``, ``12m``, ``5h30m``, ``20h``, ``3d4h``, ``30d``,
+    ``2y30d``); more precise while the value is small, coarser as it grows."""
+    whole = int(seconds)
+    if whole < -1:
+        return "<invalid>"
+    if whole < 0:
+        return "0s"
+    if whole < 120:
+        return f"{whole}s"
+    minutes = whole // 60
+    if minutes < 10:
+        rest = whole % 60
+        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+    if minutes < 180:
         return f"{minutes}m"
     hours = minutes // 60
+    if hours < 8:
+        rest = minutes % 60
+        return f"{hours}h{rest}m" if rest else f"{hours}h"
     if hours < 48:
         return f"{hours}h"
-    return f"{hours // 24}d"
+    days = hours // 24
+    if hours < 24 * 8:
+        rest = hours % 24
+        return f"{days}d{rest}h" if rest else f"{days}d"
+    if hours < 24 * 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if hours < 24 * 365 * 8:
+        rest = days % 365
+        return f"{years}y{rest}d" if rest else f"{years}y"
+    return f"{years}y"
 
 
 def pod_status_reason(pod: dict[str, Any]) -> str:
@@ -115,6 +165,8 @@ def _deployment_row(deploy: dict[str, Any], now: datetime) -> Row:
         int(status.get("updatedReplicas", 0)),
         int(status.get("availableReplicas", 0)),
         _age(deploy, now),
+        *_containers_and_images(spec.get("template")),
+        selector_string(spec.get("selector")),
     ]
 
 
@@ -127,11 +179,26 @@ def _replicaset_row(rs: dict[str, Any], now: datetime) -> Row:
         int(status.get("replicas", 0)),
         int(status.get("readyReplicas", 0)),
         _age(rs, now),
+        *_containers_and_images(spec.get("template")),
+        selector_string(spec.get("selector")),
     ]
 
 
 def _namespace_row(ns: dict[str, Any], now: datetime) -> Row:
     return [ns["metadata"]["name"], (ns.get("status") or {}).get("phase", "Active"), _age(ns, now)]
+
+
+def _quota_row(quota: dict[str, Any], now: datetime) -> Row:
+    """REQUEST and LIMIT: ``name: used/hard`` for each resource in status.hard, by name;
+    ``limits.*`` go to LIMIT, everything else to REQUEST (as ``printResourceQuota``)."""
+    status = quota.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    requests: list[str] = []
+    limits: list[str] = []
+    for name in sorted(hard):
+        column = limits if name.split(".")[0] == "limits" and "." in name else requests
+        column.append(f"{name}: {used.get(name, '0')}/{hard[name]}")
+    return [quota["metadata"]["name"], ", ".join(requests), ", ".join(limits), _age(quota, now)]
 
 
 def _secret_row(secret: dict[str, Any], now: datetime) -> Row:
@@ -158,6 +225,13 @@ def _event_row(event: dict[str, Any], now: datetime) -> Row:
 def _default_row(obj: dict[str, Any], now: datetime) -> Row:
     return [obj["metadata"]["name"], _age(obj, now)]
 
+
+# The -o wide columns of Deployments and ReplicaSets.
+_WORKLOAD_WIDE: Columns = [
+    ("Containers", "string", 1),
+    ("Images", "string", 1),
+    ("Selector", "string", 1),
+]
 
 _PRINTERS: dict[str, tuple[Columns, Callable[[dict[str, Any], datetime], Row]]] = {
     "Pod": (
@@ -193,9 +267,10 @@ _PRINTERS: dict[str, tuple[Columns, Callable[[dict[str, Any], datetime], Row]]] 
         [
             ("Name", "string", 0),
             ("Ready", "string", 0),
-            ("Up-to-date", "integer", 0),
-            ("Available", "integer", 0),
+            ("Up-to-date", "string", 0),
+            ("Available", "string", 0),
             ("Age", "string", 0),
+            *_WORKLOAD_WIDE,
         ],
         _deployment_row,
     ),
@@ -206,12 +281,22 @@ _PRINTERS: dict[str, tuple[Columns, Callable[[dict[str, Any], datetime], Row]]] 
             ("Current", "integer", 0),
             ("Ready", "integer", 0),
             ("Age", "string", 0),
+            *_WORKLOAD_WIDE,
         ],
         _replicaset_row,
     ),
     "Namespace": (
         [("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
         _namespace_row,
+    ),
+    "ResourceQuota": (
+        [
+            ("Name", "string", 0),
+            ("Request", "string", 0),
+            ("Limit", "string", 0),
+            ("Age", "string", 0),
+        ],
+        _quota_row,
     ),
     "Secret": (
         [("Name", "string", 0), ("Type", "string", 0), ("Data", "string", 0), ("Age", "string", 0)],

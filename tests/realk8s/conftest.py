@@ -42,6 +42,9 @@ NOT_ASKED = ("the real control-plane tier runs on its own: `make k8s-tier && pyt
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "realk8s: runs against the real control plane built by `make k8s-tier`")
+    config.addinivalue_line(
+        "markers", "without_tier: a test here that needs no real control plane (the kubesim "
+        "side of a conformance test), so it runs in every pytest run")
 
 
 def tier_requested(config: pytest.Config) -> bool:
@@ -63,6 +66,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     requested = tier_requested(config)
     for item in items:
         if HERE in Path(item.path).resolve().parents:
+            if item.get_closest_marker("without_tier") is not None:
+                continue
             item.add_marker(pytest.mark.realk8s)
             if not requested:
                 item.add_marker(pytest.mark.skip(reason=NOT_ASKED))
