@@ -31,6 +31,13 @@ class Entity:
     def select_list(self) -> str:
         return ", ".join(f"{self.alias}.{c}" for c in self.columns)
 
+    def select_of(self, wanted: frozenset[str] | None) -> str:
+        """The select list of the ``wanted`` columns and the id (all columns for None)."""
+        if wanted is None:
+            return self.select_list
+        return ", ".join(f"{self.alias}.{c}" for c in self.columns
+                         if c in wanted or c == "id")
+
     @property
     def base_from(self) -> str:
         return f"{self.table} {self.alias} JOIN k8s_clusters c ON c.id = {self.alias}.cluster_id"

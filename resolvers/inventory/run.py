@@ -45,7 +45,7 @@ from resolvers.inventory.plan import (
 from resolvers.inventory.spec import ChildConnection, RootConnection
 
 SLICE_SECONDS = 0.01
-_CHECK_EVERY = 64  # rows built between two looks at the clock
+_ROWS_PER_BUILD = 256  # rows built between two looks at the clock
 
 Arguments = Callable[[ArgumentSource], dict[str, Any]]
 
@@ -83,6 +83,20 @@ class _Fetched:
             return self.row_set.cursors(ctx, rows)
         minted = self.minted or {}
         return [minted[id(row)] for row in rows]
+
+
+@dataclass
+class _Group:
+    """Connections of one level that one statement answers: same relation and arguments,
+    all their parents, and every column any of them builds from."""
+
+    spec: ChildConnection
+    parents: list[Any]
+    columns: frozenset[str] | None
+
+    def add_columns(self, columns: frozenset[str] | None) -> None:
+        self.columns = None if columns is None or self.columns is None else \
+            self.columns | columns
 
 
 class _Slicer:
@@ -167,17 +181,21 @@ class _Run:
 
     async def _fetch(self, asks: list[tuple[ConnectionPlan, list[Any]]]) -> None:
         """One statement per (relation, arguments) among ``asks``, all parents together."""
-        groups: dict[tuple[str, PageArgs], tuple[ChildConnection, list[Any]]] = {}
+        groups: dict[tuple[str, PageArgs], _Group] = {}
         for connection, parents in asks:
             spec = connection.spec
             assert isinstance(spec, ChildConnection)
             args = self.page_args[connection] = spec.page_args(
                 **self.arguments(connection.arguments))
-            group = groups.setdefault((spec.relation.name, args), (spec, []))
-            group[1].extend(parents)
+            group = groups.get((spec.relation.name, args))
+            if group is None:
+                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset())
+            group.parents.extend(parents)
+            group.add_columns(connection.columns)
         keys = list(groups)
         results = await asyncio.gather(*(
-            fetch_child_rows(self.ctx, groups[k][0].relation, _unique(groups[k][1]), k[1])
+            fetch_child_rows(self.ctx, groups[k].spec.relation, _unique(groups[k].parents),
+                             k[1], groups[k].columns)
             for k in keys))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
@@ -202,19 +220,11 @@ class _Run:
                 self.built[obj] = await self._objects(obj, rows)
 
     async def _objects(self, obj: ObjectPlan, rows: list[Any]) -> list[dict[str, Any]]:
-        fields = obj.fields
-        connections = self.connections
-        out = []
-        for i, row in enumerate(rows):
-            if i % _CHECK_EVERY == _CHECK_EVERY - 1:
-                await self.slicer.pause_if_due()
-            item = {}
-            for key, build, connection in fields:
-                if build is not None:
-                    item[key] = build(row)
-                elif connection is not None:
-                    item[key] = connections[connection][row["id"]]
-            out.append(item)
+        children = [self.connections[connection] for connection in obj.connections]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(rows), _ROWS_PER_BUILD):
+            out += obj.build_rows(rows[start:start + _ROWS_PER_BUILD], *children)
+            await self.slicer.pause_if_due()
         return out
 
     async def _connections_by_parent(self, plan: ConnectionPlan) -> dict[Any, dict[str, Any]]:
@@ -233,7 +243,10 @@ class _Run:
         cursors = fetched.cursors(self.ctx, child.rows) if plan.needs_cursors else []
         out: dict[str, Any] = {}
         for key, kind, payload in plan.parts:
-            if kind == "edges":
+            if kind == "edges" and len(payload) == 1 and payload[0][1] == "node":
+                node_key, _, node = payload[0]  # the usual ``edges { node }``: no cursor
+                out[key] = [{node_key: n} for n in self.built[node][start:start + count]]
+            elif kind == "edges":
                 out[key] = [self._edge(payload, cursors, start, i) for i in range(count)]
             elif kind == "nodes":
                 out[key] = self.built[payload][start:start + count]
