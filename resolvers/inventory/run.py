@@ -18,8 +18,10 @@ does for the resolvers' path, so a big answer never holds ``/healthz`` or the sy
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,18 +127,30 @@ class _Run:
         self.slicer = _Slicer()
 
     async def root(self, plan: RootPlan) -> Any:
+        """Reads every level on one connection, gives it back, then builds."""
+        shared = self.ctx
+        async with _pinned(shared) as self.ctx:
+            if isinstance(plan, RootObjectPlan):
+                found = await self._root_object(plan)
+                if found is None:
+                    return None
+                obj, levels = found
+            else:
+                if isinstance(plan.spec, RootConnection):
+                    await self._root_connection(plan)
+                    parent = None
+                else:
+                    parent = self.ctx.require().organization_id
+                    await self._fetch([(plan, [parent])])
+                levels = await self._descend(self._children(plan))
+        self.ctx = shared
+        await self._build(levels)
         if isinstance(plan, RootObjectPlan):
-            return await self._root_object(plan)
-        if isinstance(plan.spec, RootConnection):
-            await self._root_connection(plan)
-            parent = None
-        else:
-            parent = self.ctx.require().organization_id
-            await self._fetch([(plan, [parent])])
-        await self._build(await self._descend(self._children(plan)))
+            return self.built[obj][0]
         return self._connection(plan, self.fetched[plan], parent)
 
-    async def _root_object(self, plan: RootObjectPlan) -> Any:
+    async def _root_object(self, plan: RootObjectPlan
+                           ) -> tuple[ObjectPlan, list[list[tuple[ObjectPlan, list[Any]]]]] | None:
         found = await plan.spec.load(self.ctx, **self.arguments(plan.arguments))
         if found is None:
             if plan.spec.null_when_missing:
@@ -146,8 +160,7 @@ class _Run:
         obj = plan.by_type.get(type_name)
         if obj is None:
             raise Unplanned
-        await self._build(await self._descend([(obj, [row])]))
-        return self.built[obj][0]
+        return obj, await self._descend([(obj, [row])])
 
     async def _root_connection(self, plan: ConnectionPlan) -> None:
         spec = plan.spec
@@ -193,10 +206,11 @@ class _Run:
             group.parents.extend(parents)
             group.add_columns(connection.columns)
         keys = list(groups)
-        results = await asyncio.gather(*(
-            fetch_child_rows(self.ctx, groups[k].spec.relation, _unique(groups[k].parents),
-                             k[1], groups[k].columns)
-            for k in keys))
+        results = []
+        for k in keys:  # in turn: they share the run's one connection
+            results.append(await fetch_child_rows(
+                self.ctx, groups[k].spec.relation, _unique(groups[k].parents), k[1],
+                groups[k].columns))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
             spec = connection.spec
@@ -275,6 +289,23 @@ class _Run:
             else:
                 edge[key] = payload
         return edge
+
+
+@contextlib.asynccontextmanager
+async def _pinned(ctx: Context) -> AsyncIterator[Context]:
+    """``ctx`` with one connection for all of a run's statements, counted as before.
+
+    Each statement through the pool is an acquire and, on release, asyncpg's reset (one more
+    round trip: ``RESET ALL``, ``UNLISTEN *``…); the planned reads of a request are
+    sequential anyway, so they share one connection and one reset. The connection goes back
+    before the build, which is the long part. Loaders stay apart: one made here must not
+    outlive the connection."""
+    pin = getattr(ctx.pool, "pinned", None)
+    if pin is None:
+        yield ctx
+        return
+    async with pin() as pool:
+        yield dataclasses.replace(ctx, pool=pool, loaders={})
 
 
 def _unique(values: list[Any]) -> list[Any]:
