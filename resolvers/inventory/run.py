@@ -95,6 +95,7 @@ class _Group:
     spec: ChildConnection
     parents: list[Any]
     columns: frozenset[str] | None
+    cursors: bool  # whether any of them mints cursors (which read the sort keys)
 
     def add_columns(self, columns: frozenset[str] | None) -> None:
         self.columns = None if columns is None or self.columns is None else \
@@ -202,15 +203,17 @@ class _Run:
                 **self.arguments(connection.arguments))
             group = groups.get((spec.relation.name, args))
             if group is None:
-                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset())
+                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset(),
+                                                                    False)
             group.parents.extend(parents)
             group.add_columns(connection.columns)
+            group.cursors |= connection.needs_cursors
         keys = list(groups)
         results = []
         for k in keys:  # in turn: they share the run's one connection
             results.append(await fetch_child_rows(
                 self.ctx, groups[k].spec.relation, _unique(groups[k].parents), k[1],
-                groups[k].columns))
+                groups[k].columns, cursors=groups[k].cursors))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
             spec = connection.spec
