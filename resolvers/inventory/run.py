@@ -95,7 +95,8 @@ class _Group:
     spec: ChildConnection
     parents: list[Any]
     columns: frozenset[str] | None
-    cursors: bool  # whether any of them mints cursors (which read the sort keys)
+    cursors: bool = False  # whether any of them mints cursors (which read the sort keys)
+    totals: bool = False  # whether any of them selects ``totalCount``
 
     def add_columns(self, columns: frozenset[str] | None) -> None:
         self.columns = None if columns is None or self.columns is None else \
@@ -203,17 +204,17 @@ class _Run:
                 **self.arguments(connection.arguments))
             group = groups.get((spec.relation.name, args))
             if group is None:
-                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset(),
-                                                                    False)
+                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset())
             group.parents.extend(parents)
             group.add_columns(connection.columns)
             group.cursors |= connection.needs_cursors
+            group.totals |= connection.needs_count
         keys = list(groups)
         results = []
         for k in keys:  # in turn: they share the run's one connection
             results.append(await fetch_child_rows(
                 self.ctx, groups[k].spec.relation, _unique(groups[k].parents), k[1],
-                groups[k].columns, cursors=groups[k].cursors))
+                groups[k].columns, cursors=groups[k].cursors, totals=groups[k].totals))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
             spec = connection.spec
