@@ -57,6 +57,7 @@ from resolvers.inventory.rowcode import (
     Value,
     compile_rows,
     part_source,
+    value_columns,
 )
 from resolvers.inventory.spec import (
     METADATA_KEY,
@@ -65,7 +66,6 @@ from resolvers.inventory.spec import (
     RootConnection,
     RootObject,
     RowReaders,
-    reader_columns,
 )
 
 MAX_CACHED_OPERATIONS = 256
@@ -288,8 +288,9 @@ class _Planning:
             read = readers.get(strawberry_field.python_name)
             if read is None or strawberry_field.base_resolver is not None:
                 raise Unplanned
-            parts.append((key, self._value(field_def.type, details, FromRow(read))))
-            read_columns = reader_columns(read)
+            value = self._value(field_def.type, details, FromRow(read))
+            parts.append((key, value))
+            read_columns = value_columns(value)
             columns = None if columns is None or read_columns is None else columns | read_columns
         return ObjectPlan(type_.name, compile_rows(parts, len(connections)), connections,
                           None if columns is None else frozenset(columns))

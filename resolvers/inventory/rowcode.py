@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from resolvers.inventory.spec import Column, Composite
+from resolvers.inventory.spec import Column, Composite, reader_columns
 
 RowsBuilder = Callable[..., list[dict[str, Any]]]
 """``build(rows, *children)``: the rows' response dicts; ``children[i]`` maps a row's id to
@@ -234,3 +234,20 @@ def part_source(reader: Callable[[Any], Any] | None, name: str) -> Source:
             raise Unplanned
         return FromRow(part)
     return FromAttribute(name)
+
+
+def value_columns(value: Value) -> frozenset[str] | None:
+    """The columns building ``value`` reads: a value object declared as ``Composite`` reads
+    only its selected parts' columns. None when a reader does not say (it may read any)."""
+    if isinstance(value, Constant) or isinstance(value.source, FromAttribute):
+        return frozenset()
+    reader = value.source.reader
+    if isinstance(value, Record) and isinstance(reader, Composite):
+        found: frozenset[str] = frozenset()
+        for _, part in value.parts:
+            columns = value_columns(part)
+            if columns is None:
+                return None
+            found |= columns
+        return found
+    return reader_columns(reader)
