@@ -1,11 +1,13 @@
-"""Planning: an operation's inventory fields turned, once, into a tree of plain builders.
+"""Planning: an operation's inventory fields turned, once, into compiled row builders.
 
 A plan is made from graphql-core's own field collection (so aliases, fragments, merged
 fields and ``@skip``/``@include`` come out exactly as execution would see them) and keeps only
 what every request of the same operation shares: the response keys in order, how each key is
 read from a row and serialised (the GraphQL type's own ``serialize``), which connections nest
-where and whether their cursors, counts and page info are selected. Argument values are not in
-the plan; they are read per request, because variables change them.
+where and whether their cursors, counts and page info are selected, and which columns each
+level's rows must hold. Each object becomes one compiled function over its rows
+(``resolvers.inventory.rowcode``). Argument values are not in the plan; they are read per
+request, because variables change them.
 
 Planning is all or nothing per root field: a root field whose selection reaches anything
 without a registered reader or connection spec (health, cost, metrics, Helm releases, a pod's
@@ -17,7 +19,7 @@ the only inputs that change the field collection.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +73,6 @@ from resolvers.inventory.spec import (
 MAX_CACHED_OPERATIONS = 256
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 STRAWBERRY_DEFINITION = "strawberry-definition"
-
-
-Build = Callable[[Any], Any]
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,17 @@
 Reading goes down the plan one level at a time. Every connection of a level asks for its page
 under all its parents at once, and connections of the same level with the same relation and
 arguments share one statement, as the resolvers' dataloaders do; the statements themselves are
-``resolvers.graph_reads``' own, so both paths see the same rows, totals and ``hasNextPage``.
+``resolvers.graph_reads``' own, so both paths see the same rows, totals and ``hasNextPage``
+(asked for only the columns the plan builds from, the sort keys only where cursors are
+minted, and counts only where ``totalCount`` is selected). A request's reads run in turn on
+one connection, given back before the build.
 
 Building goes back up: the deepest objects first, each connection from its already built
-children, then their parents. Rows become dicts through the plan's builders, with no object
-per row and no resolver call per field; cursors are minted only for connections whose
-``cursor``, ``startCursor`` or ``endCursor`` is selected. Nothing built refers back to
-anything (plain dicts, lists and scalars), so a request leaves no reference cycle behind.
+children, then their parents. Rows become dicts through the plan's compiled builders, a few
+hundred rows per call, with no object per row and no resolver call per field; cursors are
+minted only for connections whose ``cursor``, ``startCursor`` or ``endCursor`` is selected.
+Nothing built refers back to anything (plain dicts, lists and scalars), so a request leaves
+no reference cycle behind.
 
 The build gives the loop back every ``SLICE_SECONDS``, as the cooperative execution context
 does for the resolvers' path, so a big answer never holds ``/healthz`` or the sync up.
