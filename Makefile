@@ -64,5 +64,17 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python bench/bench_loop.py
 	PYTHONPATH=. $(BIN)/python bench/bench_fanout.py
 
+# PostGraphile v5 on Node 22 (both from npm, pinned by bench/peers/package-lock.json) against
+# the same database, queries and floor as bench_graph; not part of `make bench`.
+.PHONY: bench-peers
+BENCH_PEERS_STAMP := bench/peers/node_modules/.installed
+$(BENCH_PEERS_STAMP): bench/peers/package.json bench/peers/package-lock.json
+	$(NPM_CI) --prefix bench/peers
+	touch $(BENCH_PEERS_STAMP)
+
+bench-peers: $(STAMP) $(BENCH_PEERS_STAMP)
+	@command -v wrk >/dev/null 2>&1 || ./.ci/apt-install wrk
+	PYTHONPATH=. $(BIN)/python bench/bench_peers.py
+
 clean:
 	rm -rf $(VENV) .fleetgraph $(GRAPHIQL)/node_modules $(PEERS)/node_modules test-artifacts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -92,3 +93,29 @@ async def authenticate(pool: asyncpg.Pool, token: str | None) -> Principal | Non
         role=Role(row["role"]),
         token_id=row["id"],
     )
+
+
+# HTTP requests reuse a successful lookup for this long: a dashboard's requests then cost no
+# token statement (and no pool round trip) each. A revoked token keeps working at most this
+# long on this replica, within the 5 s in which revocation reaches open WebSockets too.
+RECENT_TOKEN_SECONDS = 2.0
+_RECENT_LIMIT = 1024
+_recent: dict[tuple[int, bytes], tuple[float, Principal]] = {}
+
+
+async def authenticate_recent(pool: asyncpg.Pool, token: str | None) -> Principal | None:
+    """``authenticate``, reusing a success from the last ``RECENT_TOKEN_SECONDS``. Failures
+    are never reused (an unknown token costs its statement every time, and fills nothing)."""
+    if not token or len(token) > 200:
+        return None
+    key, now = (id(pool), hash_token(token)), time.monotonic()
+    found = _recent.get(key)
+    if found is not None and now - found[0] < RECENT_TOKEN_SECONDS:
+        return found[1]
+    principal = await authenticate(pool, token)
+    _recent.pop(key, None)
+    if principal is not None:
+        if len(_recent) >= _RECENT_LIMIT:
+            del _recent[next(iter(_recent))]  # the oldest
+        _recent[key] = (now, principal)
+    return principal

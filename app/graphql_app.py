@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.unset import UnsetType
 
 from app import metrics
-from app.auth import authenticate, bearer_token
+from app.auth import authenticate, authenticate_recent, bearer_token
 from app.frames import spliced_frame
 from app.ide import graphiql_page
 from app.settings import Settings
@@ -95,7 +95,8 @@ class FleetGraphQL(GraphQL[Context, None]):
         principal = None
         pool = request.app.state.pool
         if isinstance(request, Request):
-            principal = await authenticate(pool, bearer_token(request.headers.get("authorization")))
+            principal = await authenticate_recent(
+                pool, bearer_token(request.headers.get("authorization")))
         return Context(
             pool=pool, settings=self.settings, vault=self.vault, cursor_key=self.cursor_key,
             principal=principal, request=request, response=response,

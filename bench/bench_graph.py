@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -132,18 +133,33 @@ async def _wrk(base: str, token: str, body: bytes, seconds: float) -> float:
     return float(found.group(1))
 
 
-async def _bench(url: str, *, runs: int, seconds: float) -> None:
+@dataclass(frozen=True)
+class Fleet:
+    """The generated fleet: its organization, a viewer token, the first namespace's id."""
 
+    org_id: Any
+    token: str
+    namespace_id: Any
+
+
+async def generate_fleet(pool: Any, slug: str) -> Fleet:
+    """An organization ``slug`` with the benchmark's fleet, generated in SQL and analysed."""
+    async with pool.acquire() as conn:
+        org = await create_organization(conn, slug=slug, name=slug.title())
+        token = (await create_token(conn, org_slug=slug, role="viewer")).token
+    await pool.execute(GENERATE, org, CLUSTERS, NAMESPACES, DEPLOYMENTS, PODS)
+    await pool.execute("ANALYZE")
+    ns_id = await pool.fetchval(
+        "SELECT n.id FROM k8s_namespaces n JOIN k8s_clusters c ON c.id = n.cluster_id "
+        "WHERE c.organization_id = $1 ORDER BY c.name, n.name LIMIT 1", org)
+    return Fleet(org, token, ns_id)
+
+
+async def _bench(url: str, *, runs: int, seconds: float) -> None:
     pool = await create_pool(url, max_size=4)
     try:
-        async with pool.acquire() as conn:
-            org = await create_organization(conn, slug="graph", name="Graph")
-            token = (await create_token(conn, org_slug="graph", role="viewer")).token
-        await pool.execute(GENERATE, org, CLUSTERS, NAMESPACES, DEPLOYMENTS, PODS)
-        await pool.execute("ANALYZE")
-        ns_id = await pool.fetchval(
-            "SELECT n.id FROM k8s_namespaces n JOIN k8s_clusters c ON c.id = n.cluster_id "
-            "WHERE c.organization_id = $1 ORDER BY c.name, n.name LIMIT 1", org)
+        fleet = await generate_fleet(pool, "graph")
+        org, token, ns_id = fleet.org_id, fleet.token, fleet.namespace_id
         cases = {
             "full tree": orjson.dumps({"query": FULL_TREE, "variables": {}}),
             "one namespace": orjson.dumps({"query": ONE_NAMESPACE, "variables": {
@@ -181,13 +197,18 @@ async def _bench(url: str, *, runs: int, seconds: float) -> None:
         await pool.close()
 
 
+def parse_arguments(doc: str) -> argparse.Namespace:
+    """``--runs`` (sequential requests per median) and ``--seconds`` (of wrk per figure)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=10)
+    return parser.parse_args()
+
+
 async def _main(args: argparse.Namespace) -> None:
     async with bench_database("fg_bench") as url:
         await _bench(url, runs=args.runs, seconds=args.seconds)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--seconds", type=float, default=10)
-    asyncio.run(_main(parser.parse_args()))
+    asyncio.run(_main(parse_arguments(__doc__)))

@@ -31,6 +31,13 @@ class Entity:
     def select_list(self) -> str:
         return ", ".join(f"{self.alias}.{c}" for c in self.columns)
 
+    def columns_of(self, wanted: frozenset[str] | None) -> list[str]:
+        """The ``wanted`` columns and the id, in table order (all columns for None)."""
+        return [c for c in self.columns if wanted is None or c in wanted or c == "id"]
+
+    def select_of(self, wanted: frozenset[str] | None) -> str:
+        return ", ".join(f"{self.alias}.{c}" for c in self.columns_of(wanted))
+
     @property
     def base_from(self) -> str:
         return f"{self.table} {self.alias} JOIN k8s_clusters c ON c.id = {self.alias}.cluster_id"

@@ -25,7 +25,13 @@ from resolvers.inventory.run import argument_reader, run_plan
 from resolvers.inventory.spec import RowReaders
 from schema.cluster_types import CLUSTER_READERS, Cluster
 from schema.cooperative import CooperativeExecutionContext
-from schema.extensions import ErrorCodes, RequireAuthentication, log_error
+from schema.extensions import (
+    DropLoaders,
+    ErrorCodes,
+    RequireAuthentication,
+    drop_traceback,
+    log_error,
+)
 from schema.mutation import Mutation
 from schema.pod_types import NODE_READERS, POD_READERS, ClusterNode, Pod
 from schema.query import Query
@@ -87,8 +93,8 @@ class PlannedExecutionContext(CooperativeExecutionContext):
                        field_details_list: Any, path: Any, position_context: Any) -> Any:
         try:
             return await run_plan(plan, self.context_value, argument_reader(self))
-        except Exception:
-            pass
+        except Exception as unplanned:
+            drop_traceback(unplanned)  # its frames hold the run: a cycle, else
         answer = super().execute_field(parent_type, source, field_details_list, path,
                                        position_context)
         return await answer if self.is_awaitable(answer) else answer
@@ -121,6 +127,7 @@ def build_schema(settings: Settings | None = None, *, planned: bool = True
     # Factories, not instances: Strawberry builds fresh extensions for every request.
     extensions: list[Any] = [
         ErrorCodes,
+        DropLoaders,
         RequireAuthentication,
         StatementCountHeader,
         # The depth and alias rules as QueryDepthLimiter and MaxAliasesLimiter add them, but

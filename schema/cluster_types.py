@@ -114,8 +114,8 @@ CLUSTER_READERS: RowReaders = {
         "name", "region", "api_server_url", "context_name", "kubernetes_version",
         "metrics_available", "last_synced_at", "last_sync_error", "labels", "created_at",
         "updated_at")},
-    "provider": lambda r: ClusterProvider(r["provider"]),
-    "status": lambda r: ClusterStatus(r["status"]),
+    "provider": column("provider", ClusterProvider),
+    "status": column("status", ClusterStatus),
 }
 
 

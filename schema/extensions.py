@@ -105,6 +105,8 @@ class ErrorCodes(SchemaExtension):
                     (e.extensions or {}).get("code") in (SERVICE_UNAVAILABLE, DEADLINE_EXCEEDED)
                     for e in result.errors):
                 _answer_retry_later(self.execution_context.context)
+            for error in errors:
+                drop_traceback(error)
 
 
 def _answer_retry_later(context: Any) -> None:
@@ -116,3 +118,30 @@ def _answer_retry_later(context: Any) -> None:
     if response is not None and hasattr(response, "status_code"):
         response.status_code = 503
         response.headers["Retry-After"] = RETRY_AFTER_S
+
+
+def drop_traceback(error: BaseException) -> None:
+    """Once logged (``process_errors`` runs inside the operation), an error's traceback only
+    holds frames, and through them the executor, the context and the rows, in a cycle with
+    the error itself: the request's whole state for the collector to find. The client's
+    form of an error carries no traceback anyway."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        original = getattr(current, "original_error", None)
+        current = original if isinstance(original, BaseException) else (
+            current.__cause__ or current.__context__)
+
+
+class DropLoaders(SchemaExtension):
+    """A request's dataloaders go with its operation. Each holds a fetch closure over the
+    context that holds the loader: a reference cycle per loader, with every row it loaded,
+    that only the collector would free."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        loaders = getattr(self.execution_context.context, "loaders", None)
+        if isinstance(loaders, dict):
+            loaders.clear()

@@ -18,7 +18,15 @@ from strawberry.types import Info
 from resolvers.context import Context
 from resolvers.graph_reads import load_node_by_name
 from resolvers.graph_sql import NODE_PODS, Relation
-from resolvers.inventory.spec import ChildConnection, RowReaders, column, read_row, spec_metadata
+from resolvers.inventory.spec import (
+    ChildConnection,
+    Composite,
+    RowReaders,
+    column,
+    read_row,
+    record,
+    spec_metadata,
+)
 from schema.filters import InventoryOrder, NodeFilter, PodFilter, PodOrder, connection_page
 from schema.graph_enums import PodPhase
 from schema.graph_fields import cluster_field, load_connection
@@ -34,8 +42,16 @@ class ResourceAmounts:
 
     @classmethod
     def of(cls, cpu: Any, memory: Any) -> ResourceAmounts:
-        return cls(cpu_cores=number(cpu),
-                   memory_bytes=None if memory is None else Long(int(memory)))
+        return cls(cpu_cores=number(cpu), memory_bytes=_long(memory))
+
+    @classmethod
+    def columns(cls, cpu: str, memory: str) -> Composite:
+        """Read from a row's ``cpu`` and ``memory`` columns."""
+        return record(cls, cpu_cores=column(cpu, number), memory_bytes=column(memory, _long))
+
+
+def _long(value: Any) -> Long | None:
+    return None if value is None else Long(int(value))
 
 
 @strawberry.type(description="One container of a pod: its image, resources and what it went "
@@ -125,10 +141,10 @@ POD_READERS: RowReaders = {
         "labels", "reason", "qos_class", "pod_ip", "restart_count", "oom_kill_count",
         "last_oom_killed_at", "ready", "start_time", "deletion_timestamp", "created_at",
         "deleted_at")},
-    "phase": lambda r: PodPhase.of(r["phase"]),
-    "requests": lambda r: ResourceAmounts.of(r["requests_cpu_cores"], r["requests_memory_bytes"]),
-    "limits": lambda r: ResourceAmounts.of(r["limits_cpu_cores"], r["limits_memory_bytes"]),
-    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+    "phase": column("phase", PodPhase.of),
+    "requests": ResourceAmounts.columns("requests_cpu_cores", "requests_memory_bytes"),
+    "limits": ResourceAmounts.columns("limits_cpu_cores", "limits_memory_bytes"),
+    "usage": ResourceAmounts.columns("usage_cpu_cores", "usage_memory_bytes"),
 }
 
 
@@ -198,7 +214,7 @@ NODE_READERS: RowReaders = {
         "deleted_at")},
     "capacity": lambda r: NodeResources.of(r, "capacity"),
     "allocatable": lambda r: NodeResources.of(r, "allocatable"),
-    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+    "usage": ResourceAmounts.columns("usage_cpu_cores", "usage_memory_bytes"),
     "hourly_cost": lambda r: money(r["hourly_cost"]),
 }
 

@@ -21,7 +21,14 @@ from resolvers.graph_sql import (
     Relation,
 )
 from resolvers.helm_values import release_values
-from resolvers.inventory.spec import ChildConnection, RowReaders, column, read_row, spec_metadata
+from resolvers.inventory.spec import (
+    ChildConnection,
+    RowReaders,
+    column,
+    read_row,
+    record,
+    spec_metadata,
+)
 from schema.enums import HealthStatus
 from schema.filters import (
     DeploymentFilter,
@@ -136,12 +143,11 @@ DEPLOYMENT_READERS: RowReaders = {
         "cluster_id", "uid", "namespace", "name", "labels", "annotations", "selector",
         "strategy", "strategy_params", "containers", "conditions", "generation",
         "observed_generation", "created_at", "deleted_at")},
-    "replicas": lambda r: DeploymentReplicas(
-        desired=r["replicas_desired"], ready=r["replicas_ready"],
-        available=r["replicas_available"], updated=r["replicas_updated"],
-        unavailable=r["replicas_unavailable"]),
-    "health": lambda r: WorkloadHealth(status=HealthStatus(r["health_status"]),
-                                       reason=r["health_reason"]),
+    "replicas": record(DeploymentReplicas, **{
+        name: column(f"replicas_{name}")
+        for name in ("desired", "ready", "available", "updated", "unavailable")}),
+    "health": record(WorkloadHealth, status=column("health_status", HealthStatus),
+                     reason=column("health_reason")),
 }
 _deployment_page = connection_page(InventoryOrder)
 
@@ -202,11 +208,12 @@ NAMESPACE_READERS: RowReaders = {
     **{name: column(name) for name in (
         "cluster_id", "uid", "name", "phase", "labels", "annotations", "team", "cost_center",
         "created_at", "deleted_at")},
-    "quota": lambda r: NamespaceQuota(
-        hard=ResourceAmounts.of(r["quota_hard_cpu_cores"], r["quota_hard_memory_bytes"]),
-        used=ResourceAmounts.of(r["quota_used_cpu_cores"], r["quota_used_memory_bytes"]),
-        hard_pods=r["quota_hard_pods"], used_pods=r["quota_used_pods"]),
-    "usage": lambda r: ResourceAmounts.of(r["usage_cpu_cores"], r["usage_memory_bytes"]),
+    "quota": record(
+        NamespaceQuota,
+        hard=ResourceAmounts.columns("quota_hard_cpu_cores", "quota_hard_memory_bytes"),
+        used=ResourceAmounts.columns("quota_used_cpu_cores", "quota_used_memory_bytes"),
+        hard_pods=column("quota_hard_pods"), used_pods=column("quota_used_pods")),
+    "usage": ResourceAmounts.columns("usage_cpu_cores", "usage_memory_bytes"),
 }
 _namespace_page = connection_page(InventoryOrder)
 

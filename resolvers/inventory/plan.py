@@ -1,11 +1,13 @@
-"""Planning: an operation's inventory fields turned, once, into a tree of plain builders.
+"""Planning: an operation's inventory fields turned, once, into compiled row builders.
 
 A plan is made from graphql-core's own field collection (so aliases, fragments, merged
 fields and ``@skip``/``@include`` come out exactly as execution would see them) and keeps only
 what every request of the same operation shares: the response keys in order, how each key is
 read from a row and serialised (the GraphQL type's own ``serialize``), which connections nest
-where and whether their cursors, counts and page info are selected. Argument values are not in
-the plan; they are read per request, because variables change them.
+where and whether their cursors, counts and page info are selected, and which columns each
+level's rows must hold. Each object becomes one compiled function over its rows
+(``resolvers.inventory.rowcode``). Argument values are not in the plan; they are read per
+request, because variables change them.
 
 Planning is all or nothing per root field: a root field whose selection reaches anything
 without a registered reader or connection spec (health, cost, metrics, Helm releases, a pod's
@@ -17,7 +19,7 @@ the only inputs that change the field collection.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLField,
+    GraphQLFloat,
     GraphQLID,
     GraphQLInt,
     GraphQLInterfaceType,
@@ -43,6 +46,21 @@ from graphql import (
 from graphql.language import DirectiveNode, Visitor
 from graphql.pyutils import Undefined
 
+from resolvers.inventory.rowcode import (
+    Child,
+    Constant,
+    FromRow,
+    Leaf,
+    Part,
+    Record,
+    RowsBuilder,
+    Source,
+    Unplanned,
+    Value,
+    compile_rows,
+    part_source,
+    value_columns,
+)
 from resolvers.inventory.spec import (
     METADATA_KEY,
     ChildConnection,
@@ -57,13 +75,6 @@ _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 STRAWBERRY_DEFINITION = "strawberry-definition"
 
 
-class Unplanned(Exception):
-    """The planned path cannot answer this exactly; the resolvers answer it instead."""
-
-
-Build = Callable[[Any], Any]
-
-
 @dataclass(frozen=True)
 class ArgumentSource:
     """Where a field's arguments come from in the document (read per request)."""
@@ -75,12 +86,14 @@ class ArgumentSource:
 
 @dataclass(eq=False)
 class ObjectPlan:
-    """One inventory object per row: ``fields`` in response order, each either built from
-    the row or the connection nested there."""
+    """One inventory object per row: ``build_rows`` makes the response dicts of a list of
+    rows (``resolvers.inventory.rowcode``), given each of ``connections``' finished dicts
+    by parent id."""
 
     type_name: str
-    fields: list[tuple[str, Build | None, ConnectionPlan | None]] = field(default_factory=list)
+    build_rows: RowsBuilder
     connections: list[ConnectionPlan] = field(default_factory=list)
+    columns: frozenset[str] | None = None  # what the rows must hold; None: every column
 
 
 @dataclass(eq=False)
@@ -95,6 +108,16 @@ class ConnectionPlan:
     needs_cursors: bool = False
     needs_count: bool = False
 
+    @property
+    def columns(self) -> frozenset[str] | None:
+        """The columns its rows' objects build from (None: every column)."""
+        found: frozenset[str] = frozenset()
+        for obj in self.objects:
+            if obj.columns is None:
+                return None
+            found |= obj.columns
+        return found
+
 
 @dataclass(eq=False)
 class RootObjectPlan:
@@ -108,26 +131,21 @@ class RootObjectPlan:
 RootPlan = ConnectionPlan | RootObjectPlan
 
 
-def _leaf(type_: GraphQLOutputType) -> Build:
+def _leaf(type_: GraphQLOutputType, source: Source) -> Leaf:
     """Serialise as graphql-core completes a leaf, or raise ``Unplanned`` where it would
     report an error (a null in a non-null field, a value the type cannot serialise)."""
     non_null = isinstance(type_, GraphQLNonNull)
     named = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
     serialize = named.serialize  # type: ignore[union-attr]
-    verbatim: type | None = (str if named in (GraphQLString, GraphQLID)
-                             else bool if named is GraphQLBoolean else None)
+    is_enum = isinstance(named, GraphQLEnumType)
     # An enum member always serialises to the same name: remembered, not looked up per row.
-    names: dict[Any, Any] | None = {} if isinstance(named, GraphQLEnumType) else None
+    names: dict[Any, Any] | None = {} if is_enum else None
 
     def finish(value: Any) -> Any:
         if value is None:
             if non_null:
                 raise Unplanned
             return None
-        if type(value) is verbatim:
-            return value
-        if named is GraphQLInt and type(value) is int and _INT_MIN <= value <= _INT_MAX:
-            return value  # what serialize_int answers for an int in range
         if names is not None and value in names:
             return names[value]
         out = serialize(value)
@@ -137,28 +155,14 @@ def _leaf(type_: GraphQLOutputType) -> Build:
             names[value] = out
         return out
 
-    return finish
+    verbatim = next((kind for scalar, kind in _VERBATIM if named is scalar),
+                    "enum" if is_enum else None)
+    return Leaf(source, finish, verbatim)
 
 
-def _then(read: Build, finish: Build) -> Build:
-    def build(source: Any) -> Any:
-        return finish(read(source))
-
-    return build
-
-
-def _attribute(name: str) -> Build:
-    def read(value: Any) -> Any:
-        return getattr(value, name)
-
-    return read
-
-
-def _constant(value: Any) -> Build:
-    def build(_source: Any) -> Any:
-        return value
-
-    return build
+# Values each built-in scalar's ``serialize`` answers unchanged (see rowcode's checks).
+_VERBATIM = ((GraphQLString, "str"), (GraphQLID, "str"), (GraphQLBoolean, "bool"),
+             (GraphQLInt, "int"), (GraphQLFloat, "float"))
 
 
 class Planner:
@@ -266,52 +270,50 @@ class _Planning:
         readers = self.readers.get(type_.name)
         if readers is None:
             raise Unplanned
-        plan = ObjectPlan(type_.name)
+        parts: list[tuple[str, Part]] = []
+        connections: list[ConnectionPlan] = []
+        columns: set[str] | None = {"id"}  # children are asked for by their parent's id
         for key, details in self._subfields(type_, field_details_list).items():
             name = details[0].node.name.value
             if name == "__typename":
-                plan.fields.append((key, _constant(type_.name), None))
+                parts.append((key, Constant(type_.name)))
                 continue
             field_def, strawberry_field, arguments = self._definition(type_, details)
             spec = strawberry_field.metadata.get(METADATA_KEY)
             if isinstance(spec, ChildConnection):
-                connection = self._connection(spec, arguments, field_def.type, details)
-                plan.fields.append((key, None, connection))
-                plan.connections.append(connection)
+                connections.append(self._connection(spec, arguments, field_def.type, details))
+                parts.append((key, Child(len(connections) - 1)))
                 continue
             read = readers.get(strawberry_field.python_name)
             if read is None or strawberry_field.base_resolver is not None:
                 raise Unplanned
-            plan.fields.append((key, _then(read, self._value(field_def.type, details)), None))
-        return plan
+            value = self._value(field_def.type, details, FromRow(read))
+            parts.append((key, value))
+            read_columns = value_columns(value)
+            columns = None if columns is None or read_columns is None else columns | read_columns
+        return ObjectPlan(type_.name, compile_rows(parts, len(connections)), connections,
+                          None if columns is None else frozenset(columns))
 
-    def _value(self, type_: GraphQLOutputType, field_details_list: Any) -> Build:
-        """A plain value's builder: a leaf, or an object of resolver-less fields."""
+    def _value(self, type_: GraphQLOutputType, field_details_list: Any, source: Source
+               ) -> Value:
+        """A plain value: a leaf, or an object of resolver-less fields."""
         if is_leaf_type(_unwrap_non_null(type_)):
-            return _leaf(type_)
+            return _leaf(type_, source)
         named = _unwrap_non_null(type_)
         if not isinstance(named, GraphQLObjectType):
             raise Unplanned  # lists and abstract types of values are left to the resolvers
-        non_null = isinstance(type_, GraphQLNonNull)
-        parts: list[tuple[str, Build]] = []
+        reader = source.reader if isinstance(source, FromRow) else None
+        parts: list[tuple[str, Value]] = []
         for key, details in self._subfields(named, field_details_list).items():
             if details[0].node.name.value == "__typename":
-                parts.append((key, _constant(named.name)))
+                parts.append((key, Constant(named.name)))
                 continue
             field_def, strawberry_field, _ = self._definition(named, details)
             if strawberry_field.base_resolver is not None:
                 raise Unplanned
-            parts.append((key, _then(_attribute(strawberry_field.python_name),
-                                     self._value(field_def.type, details))))
-
-        def build(value: Any) -> Any:
-            if value is None:
-                if non_null:
-                    raise Unplanned
-                return None
-            return {key: part(value) for key, part in parts}
-
-        return build
+            inner = part_source(reader, strawberry_field.python_name)
+            parts.append((key, self._value(field_def.type, details, inner)))
+        return Record(source, parts, isinstance(type_, GraphQLNonNull))
 
     def _connection(self, spec: InventorySpec, arguments: ArgumentSource,
                     type_: GraphQLOutputType, field_details_list: Any) -> ConnectionPlan:

@@ -3,13 +3,17 @@
 Reading goes down the plan one level at a time. Every connection of a level asks for its page
 under all its parents at once, and connections of the same level with the same relation and
 arguments share one statement, as the resolvers' dataloaders do; the statements themselves are
-``resolvers.graph_reads``' own, so both paths see the same rows, totals and ``hasNextPage``.
+``resolvers.graph_reads``' own, so both paths see the same rows, totals and ``hasNextPage``
+(asked for only the columns the plan builds from, the sort keys only where cursors are
+minted, and counts only where ``totalCount`` is selected). A request's reads run in turn on
+one connection, given back before the build.
 
 Building goes back up: the deepest objects first, each connection from its already built
-children, then their parents. Rows become dicts through the plan's builders, with no object
-per row and no resolver call per field; cursors are minted only for connections whose
-``cursor``, ``startCursor`` or ``endCursor`` is selected. Nothing built refers back to
-anything (plain dicts, lists and scalars), so a request leaves no reference cycle behind.
+children, then their parents. Rows become dicts through the plan's compiled builders, a few
+hundred rows per call, with no object per row and no resolver call per field; cursors are
+minted only for connections whose ``cursor``, ``startCursor`` or ``endCursor`` is selected.
+Nothing built refers back to anything (plain dicts, lists and scalars), so a request leaves
+no reference cycle behind.
 
 The build gives the loop back every ``SLICE_SECONDS``, as the cooperative execution context
 does for the resolvers' path, so a big answer never holds ``/healthz`` or the sync up.
@@ -18,8 +22,10 @@ does for the resolvers' path, so a big answer never holds ``/healthz`` or the sy
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +51,7 @@ from resolvers.inventory.plan import (
 from resolvers.inventory.spec import ChildConnection, RootConnection
 
 SLICE_SECONDS = 0.01
-_CHECK_EVERY = 64  # rows built between two looks at the clock
+_ROWS_PER_BUILD = 256  # rows built between two looks at the clock
 
 Arguments = Callable[[ArgumentSource], dict[str, Any]]
 
@@ -85,6 +91,22 @@ class _Fetched:
         return [minted[id(row)] for row in rows]
 
 
+@dataclass
+class _Group:
+    """Connections of one level that one statement answers: same relation and arguments,
+    all their parents, and every column any of them builds from."""
+
+    spec: ChildConnection
+    parents: list[Any]
+    columns: frozenset[str] | None
+    cursors: bool = False  # whether any of them mints cursors (which read the sort keys)
+    totals: bool = False  # whether any of them selects ``totalCount``
+
+    def add_columns(self, columns: frozenset[str] | None) -> None:
+        self.columns = None if columns is None or self.columns is None else \
+            self.columns | columns
+
+
 class _Slicer:
     """Gives the loop back once a slice of building is spent."""
 
@@ -111,18 +133,30 @@ class _Run:
         self.slicer = _Slicer()
 
     async def root(self, plan: RootPlan) -> Any:
+        """Reads every level on one connection, gives it back, then builds."""
+        shared = self.ctx
+        async with _pinned(shared) as self.ctx:
+            if isinstance(plan, RootObjectPlan):
+                found = await self._root_object(plan)
+                if found is None:
+                    return None
+                obj, levels = found
+            else:
+                if isinstance(plan.spec, RootConnection):
+                    await self._root_connection(plan)
+                    parent = None
+                else:
+                    parent = self.ctx.require().organization_id
+                    await self._fetch([(plan, [parent])])
+                levels = await self._descend(self._children(plan))
+        self.ctx = shared
+        await self._build(levels)
         if isinstance(plan, RootObjectPlan):
-            return await self._root_object(plan)
-        if isinstance(plan.spec, RootConnection):
-            await self._root_connection(plan)
-            parent = None
-        else:
-            parent = self.ctx.require().organization_id
-            await self._fetch([(plan, [parent])])
-        await self._build(await self._descend(self._children(plan)))
+            return self.built[obj][0]
         return self._connection(plan, self.fetched[plan], parent)
 
-    async def _root_object(self, plan: RootObjectPlan) -> Any:
+    async def _root_object(self, plan: RootObjectPlan
+                           ) -> tuple[ObjectPlan, list[list[tuple[ObjectPlan, list[Any]]]]] | None:
         found = await plan.spec.load(self.ctx, **self.arguments(plan.arguments))
         if found is None:
             if plan.spec.null_when_missing:
@@ -132,8 +166,7 @@ class _Run:
         obj = plan.by_type.get(type_name)
         if obj is None:
             raise Unplanned
-        await self._build(await self._descend([(obj, [row])]))
-        return self.built[obj][0]
+        return obj, await self._descend([(obj, [row])])
 
     async def _root_connection(self, plan: ConnectionPlan) -> None:
         spec = plan.spec
@@ -167,18 +200,25 @@ class _Run:
 
     async def _fetch(self, asks: list[tuple[ConnectionPlan, list[Any]]]) -> None:
         """One statement per (relation, arguments) among ``asks``, all parents together."""
-        groups: dict[tuple[str, PageArgs], tuple[ChildConnection, list[Any]]] = {}
+        groups: dict[tuple[str, PageArgs], _Group] = {}
         for connection, parents in asks:
             spec = connection.spec
             assert isinstance(spec, ChildConnection)
             args = self.page_args[connection] = spec.page_args(
                 **self.arguments(connection.arguments))
-            group = groups.setdefault((spec.relation.name, args), (spec, []))
-            group[1].extend(parents)
+            group = groups.get((spec.relation.name, args))
+            if group is None:
+                group = groups[(spec.relation.name, args)] = _Group(spec, [], frozenset())
+            group.parents.extend(parents)
+            group.add_columns(connection.columns)
+            group.cursors |= connection.needs_cursors
+            group.totals |= connection.needs_count
         keys = list(groups)
-        results = await asyncio.gather(*(
-            fetch_child_rows(self.ctx, groups[k][0].relation, _unique(groups[k][1]), k[1])
-            for k in keys))
+        results = []
+        for k in keys:  # in turn: they share the run's one connection
+            results.append(await fetch_child_rows(
+                self.ctx, groups[k].spec.relation, _unique(groups[k].parents), k[1],
+                groups[k].columns, cursors=groups[k].cursors, totals=groups[k].totals))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
             spec = connection.spec
@@ -202,19 +242,11 @@ class _Run:
                 self.built[obj] = await self._objects(obj, rows)
 
     async def _objects(self, obj: ObjectPlan, rows: list[Any]) -> list[dict[str, Any]]:
-        fields = obj.fields
-        connections = self.connections
-        out = []
-        for i, row in enumerate(rows):
-            if i % _CHECK_EVERY == _CHECK_EVERY - 1:
-                await self.slicer.pause_if_due()
-            item = {}
-            for key, build, connection in fields:
-                if build is not None:
-                    item[key] = build(row)
-                elif connection is not None:
-                    item[key] = connections[connection][row["id"]]
-            out.append(item)
+        children = [self.connections[connection] for connection in obj.connections]
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(rows), _ROWS_PER_BUILD):
+            out += obj.build_rows(rows[start:start + _ROWS_PER_BUILD], *children)
+            await self.slicer.pause_if_due()
         return out
 
     async def _connections_by_parent(self, plan: ConnectionPlan) -> dict[Any, dict[str, Any]]:
@@ -233,7 +265,10 @@ class _Run:
         cursors = fetched.cursors(self.ctx, child.rows) if plan.needs_cursors else []
         out: dict[str, Any] = {}
         for key, kind, payload in plan.parts:
-            if kind == "edges":
+            if kind == "edges" and len(payload) == 1 and payload[0][1] == "node":
+                node_key, _, node = payload[0]  # the usual ``edges { node }``: no cursor
+                out[key] = [{node_key: n} for n in self.built[node][start:start + count]]
+            elif kind == "edges":
                 out[key] = [self._edge(payload, cursors, start, i) for i in range(count)]
             elif kind == "nodes":
                 out[key] = self.built[payload][start:start + count]
@@ -262,6 +297,23 @@ class _Run:
             else:
                 edge[key] = payload
         return edge
+
+
+@contextlib.asynccontextmanager
+async def _pinned(ctx: Context) -> AsyncIterator[Context]:
+    """``ctx`` with one connection for all of a run's statements, counted as before.
+
+    Each statement through the pool is an acquire and, on release, asyncpg's reset (one more
+    round trip: ``RESET ALL``, ``UNLISTEN *``…); the planned reads of a request are
+    sequential anyway, so they share one connection and one reset. The connection goes back
+    before the build, which is the long part. Loaders stay apart: one made here must not
+    outlive the connection."""
+    pin = getattr(ctx.pool, "pinned", None)
+    if pin is None:
+        yield ctx
+        return
+    async with pin() as pool:
+        yield dataclasses.replace(ctx, pool=pool, loaders={})
 
 
 def _unique(values: list[Any]) -> list[Any]:

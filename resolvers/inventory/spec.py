@@ -27,13 +27,56 @@ def read_row(readers: RowReaders, row: Any) -> dict[str, Any]:
     return {name: read(row) for name, read in readers.items()}
 
 
-def column(name: str) -> Callable[[Any], Any]:
-    """A reader of one column as stored."""
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A reader of one column, as stored or through ``convert`` (a pure function of the
+    stored value). Declared rather than written as a lambda so the planner can read the
+    column itself, inline, and remember what a repeated value (an enum's) becomes."""
 
-    def read(row: Any) -> Any:
-        return row[name]
+    name: str
+    convert: Callable[[Any], Any] | None = None
 
-    return read
+    def __call__(self, row: Any) -> Any:
+        value = row[self.name]
+        return value if self.convert is None else self.convert(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """A reader of a value object (``ResourceAmounts``, ``DeploymentReplicas``) made of
+    columns: ``build(**{attribute: part(row)})``. The planner reads the selected attributes
+    straight from their columns and never builds the object; the resolvers build it."""
+
+    build: Callable[..., Any]
+    parts: Mapping[str, Column | Composite]
+
+    def __call__(self, row: Any) -> Any:
+        return self.build(**{name: part(row) for name, part in self.parts.items()})
+
+
+def reader_columns(reader: Callable[[Any], Any]) -> frozenset[str] | None:
+    """The columns ``reader`` reads, or None when it does not say (it may read any)."""
+    if isinstance(reader, Column):
+        return frozenset((reader.name,))
+    if isinstance(reader, Composite):
+        found: set[str] = set()
+        for part in reader.parts.values():
+            columns = reader_columns(part)
+            if columns is None:
+                return None
+            found |= columns
+        return frozenset(found)
+    return None
+
+
+def record(build: Callable[..., Any], **parts: Column | Composite) -> Composite:
+    """A reader of a value object made of columns (see ``Composite``)."""
+    return Composite(build, parts)
+
+
+def column(name: str, convert: Callable[[Any], Any] | None = None) -> Column:
+    """A reader of one column (see ``Column``)."""
+    return Column(name, convert)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,16 @@ async def test_fields_the_plan_leaves_out_are_answered_by_the_resolvers_alongsid
     assert planned == reference
     assert statements == reference_statements
     assert orjson.loads(planned)["data"]["fleetHealth"]["clustersTotal"] == 2
+
+
+async def test_a_plan_reads_only_the_columns_it_builds_from(api: Any, tenant: Any) -> None:
+    paths = await _paths(api, tenant)
+    planner = getattr(paths.planned._schema, PLANNER_ATTRIBUTE)
+    await paths.answer(paths.planned, TREE, {}, tenant.tokens["viewer"])
+    plan = next(plans["clusters"] for key, plans in planner._plans.items() if key[1] == "Tree")
+    namespaces = plan.objects[0].connections[0]
+    deployments = namespaces.objects[0].connections[0]
+    pods = deployments.objects[0].connections[0]
+    assert namespaces.columns == {"id", "name"}
+    assert deployments.columns == {"id", "name", "replicas_desired"}  # of replicas' five
+    assert pods.columns == {"id", "name", "phase", "requests_cpu_cores"}  # not its memory
