@@ -43,6 +43,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app.metrics import WatchRestart, sync_relisted, sync_watch_restarted, watch_restart_reason
+from sync.collector import collector_paused
 from sync.kubeapi import (
     EmptyWatch,
     Gone,
@@ -370,7 +371,8 @@ class Informer:
                     limit=self._page_size,
                     label_selector=self.spec.label_selector,
                 ):
-                    unchanged += self._take_page(page.items, values, handed)
+                    with collector_paused():  # see sync.collector
+                        unchanged += self._take_page(page.items, values, handed)
                     version = page.resource_version or version
             except Gone:
                 # A continue token expired between pages (history compacted meanwhile):

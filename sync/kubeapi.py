@@ -19,10 +19,8 @@ re-watch it as fast as it answers. A redirect is never followed (see
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,6 +29,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app.kube_client import RedirectRefused
+from sync.collector import collector_paused
 
 __all__ = [
     "EmptyWatch",
@@ -172,30 +171,14 @@ def _strip_nul(value: Any) -> Any:
     return value
 
 
-# A list page of 500 pods is about 1.3 MB of JSON and 150,000 Python objects, made in one C
-# call. With the cyclic garbage collector on, those allocations set off a collection every 700
-# objects, each of which walks (and promotes) the page built so far, and the promotions set off
-# full collections of the whole heap: measured, that doubles the time a page takes to parse.
-# JSON documents are trees (no cycles; reference counting frees them), so the collector is
-# paused for the parse of a large body. Nothing else runs meanwhile (no await in between).
+# A list page of 500 pods is about 1.3 MB of JSON and 150,000 objects made in one call: see
+# sync.collector for why the collector is paused meanwhile.
 _PAUSE_COLLECTOR_BYTES = 64 * 1024
-
-
-@contextlib.contextmanager
-def _collector_paused(size: int) -> Iterator[None]:
-    if size < _PAUSE_COLLECTOR_BYTES or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def loads(body: bytes) -> Any:
     """Parse a JSON answer; the NUL scrub runs only on the rare bodies that contain one."""
-    with _collector_paused(len(body)):
+    with collector_paused(when=len(body) >= _PAUSE_COLLECTOR_BYTES):
         document = orjson.loads(body)
     return _strip_nul(document) if _ESCAPED_NUL in body else document
 

@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 
 from app.vault import Vault
+from sync.collector import collector_paused
 from sync.columns import Adjustment, Column, FitStats, RowFitter, Unstorable, load_columns
 from sync.health import update_cluster_health, update_deployment_health
 from sync.helm import HelmRevision, values_aad
@@ -429,6 +430,12 @@ class ClusterWriter:
         """The COPY records of ``rows``, each value fitted to its column; an object that
         cannot be stored at all is left out (and logged, and counted)."""
         fitter = RowFitter(self._columns.get(table, {}), names)
+        with collector_paused():  # records are trees of plain values: see sync.collector
+            return self._fit_all(fitter, rows, kind)
+
+    def _fit_all(
+        self, fitter: RowFitter, rows: Iterable[Mapping[str, Any]], kind: str
+    ) -> list[tuple[Any, ...]]:
         records = []
         for row in rows:
             try:
