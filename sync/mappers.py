@@ -384,30 +384,41 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sum_resources(containers: list[Any], section: str, key: str) -> Decimal | None:
+_AMOUNTS = (("requests", "cpu"), ("limits", "cpu"), ("requests", "memory"), ("limits", "memory"))
+
+
+def _amounts(container: object) -> tuple[Decimal | int | None, ...]:
+    """A container's requests/limits of cpu and memory, in :data:`_AMOUNTS` order."""
+    resources = _dict(_dict(container).get("resources"))
+    requests, limits = _dict(resources.get("requests")), _dict(resources.get("limits"))
+    return (_cores(requests.get("cpu")), _cores(limits.get("cpu")),
+            _bytes(requests.get("memory")), _bytes(limits.get("memory")))
+
+
+def _sum_amounts(per_container: list[tuple[Decimal | int | None, ...]], i: int) -> Decimal | None:
     """Exact, and unbounded: two valid ``5Ei`` requests sum past int64, which is for the
     writer to clamp (and report), not for the mapper to hide."""
-    values: list[Decimal | int] = []
-    for container in containers:
-        if not _is_mapping(container):
-            continue
-        amount = _dict(_dict(container.get("resources")).get(section)).get(key)
-        value = _cores(amount) if key == "cpu" else _bytes(amount)
-        if value is not None:
-            values.append(value)
+    values: list[Decimal | int] = [v for a in per_container if (v := a[i]) is not None]
     return exact_sum(values) if values else None
 
 
-def _effective(spec: Mapping[str, Any], section: str, key: str) -> Decimal | None:
-    """max(sum over containers, largest init container) + overhead: what the scheduler uses."""
-    regular = _sum_resources(_list(spec.get("containers")), section, key)
-    inits = [_sum_resources([c], section, key) for c in _list(spec.get("initContainers"))]
-    candidates = [v for v in [regular, *inits] if v is not None]
-    if not candidates:
-        return None
-    overhead = _dict(spec.get("overhead")).get(key) if section == "requests" else None
-    extra = (_cores(overhead) if key == "cpu" else _bytes(overhead)) if overhead else None
-    return exact_sum((max(candidates), extra or 0))
+def _effective_all(spec: Mapping[str, Any]) -> tuple[Decimal | None, ...]:
+    """For each of :data:`_AMOUNTS`: max(sum over containers, largest init container)
+    + overhead (requests only): what the scheduler uses. Each container is read once."""
+    regular = [_amounts(c) for c in _list(spec.get("containers"))]
+    inits = [_amounts(c) for c in _list(spec.get("initContainers"))]
+    overhead = _dict(spec.get("overhead"))
+    totals: list[Decimal | None] = []
+    for i, (section, key) in enumerate(_AMOUNTS):
+        candidates = [v for v in [_sum_amounts(regular, i), *(_sum_amounts([a], i) for a in inits)]
+                      if v is not None]
+        if not candidates:
+            totals.append(None)
+            continue
+        amount = overhead.get(key) if section == "requests" else None
+        extra = (_cores(amount) if key == "cpu" else _bytes(amount)) if amount else None
+        totals.append(exact_sum((max(candidates), extra or 0)))
+    return tuple(totals)
 
 
 def _deployment_from_replicaset(owner: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:
@@ -448,10 +459,7 @@ def map_pod(obj: JSON) -> Row:
                 **_container_status(_dict(statuses.get(name))),
             }
         )
-    requests_cpu = _effective(spec, "requests", "cpu")
-    limits_cpu = _effective(spec, "limits", "cpu")
-    requests_memory = _effective(spec, "requests", "memory")
-    limits_memory = _effective(spec, "limits", "memory")
+    requests_cpu, limits_cpu, requests_memory, limits_memory = _effective_all(spec)
     oom_times = [c["lastOOMKilledAt"] for c in containers if c["lastOOMKilledAt"]]
     return {
         **row,
