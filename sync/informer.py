@@ -10,6 +10,12 @@ This is client-go's reflector loop, kept small:
    so nothing between two streams is lost;
 4. ``410 Gone`` sends it back to 1.
 
+A relist of an unchanged cluster should cost the HTTP and the JSON, nothing more: the informer
+remembers the ``resourceVersion`` of each object it handed over, and an object listed again at
+the same version (the same object: every write gives it a new version) goes into the snapshot
+as :data:`~sync.writer.UNCHANGED` instead of being mapped again. The memory lasts as long as
+the informer, so a restarted process (or a new mapper) maps everything once more.
+
 A bad object is logged by kind and name (never its body) and skipped; the informer goes on.
 
 Each informer says where it stands (:class:`InformerState`: listing, listed, watching, backing
@@ -37,6 +43,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app.metrics import WatchRestart, sync_relisted, sync_watch_restarted, watch_restart_reason
+from sync.collector import collector_paused
 from sync.kubeapi import (
     EmptyWatch,
     Gone,
@@ -46,6 +53,7 @@ from sync.kubeapi import (
     watch_events,
 )
 from sync.mappers import BadObject, describe
+from sync.writer import UNCHANGED
 
 __all__ = ["TRANSIENT_KUBE_ERRORS", "Backoff", "Informer", "InformerState", "KindSpec", "Sink"]
 
@@ -156,6 +164,16 @@ def _uid(obj: dict[str, Any]) -> str | None:
     return uid if isinstance(uid, str) and uid else None
 
 
+def _identity(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``(uid, resourceVersion)``, each None unless a non-empty string."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        return None, None
+    uid, version = metadata.get("uid"), metadata.get("resourceVersion")
+    return (uid if isinstance(uid, str) and uid else None,
+            version if isinstance(version, str) and version else None)
+
+
 class Informer:
     """List + watch for one kind of one cluster."""
 
@@ -188,6 +206,10 @@ class Informer:
         self.listed_items = 0
         self.relists = 0
         self.skipped = 0
+        # Objects of the last list that were already handed over at that resourceVersion.
+        self.unchanged = 0
+        # uid -> resourceVersion of every object handed to the sink (see the module docstring)
+        self._handed: dict[str, str] = {}
         self._empty_watches = 0
         self._quick_cuts = 0  # streams in a row cut before they worked (see STREAM_WORKED_S)
         # Where it stands, for sync_progress and the cluster's status.
@@ -295,14 +317,43 @@ class Informer:
                         self.resource_version = version or self.resource_version
                         return
                     tombstone = self.spec.tombstone(decoded[1])
+                self._handed.pop(uid, None)
                 self._sink.put(self.spec.kind, uid, tombstone)
         elif kind in ("ADDED", "MODIFIED"):
             decoded = self._decode(obj)
             if decoded is not None:
+                self._remember(decoded[0], version)
                 self._sink.put(self.spec.kind, *decoded)
         self.resource_version = version or self.resource_version
 
+    def _remember(self, uid: str, version: object) -> None:
+        if isinstance(version, str) and version:
+            self._handed[uid] = version
+        else:  # no version to compare: map it again next time
+            self._handed.pop(uid, None)
+
     # --- list ------------------------------------------------------------------------
+
+    def _take_page(
+        self, items: list[dict[str, Any]], values: dict[str, Any], handed: dict[str, str]
+    ) -> int:
+        """Decode one page into ``values`` (an object already handed over at its version is
+        UNCHANGED) and ``handed``; returns how many were unchanged."""
+        known = self._handed
+        unchanged = 0
+        for obj in items:
+            uid, version = _identity(obj)
+            if uid is not None and version is not None and known.get(uid) == version:
+                values[uid] = UNCHANGED
+                handed[uid] = version
+                unchanged += 1
+                continue
+            decoded = self._decode(obj)
+            if decoded is not None:
+                values[decoded[0]] = decoded[1]
+                if version is not None:
+                    handed[decoded[0]] = version
+        return unchanged
 
     async def list(self) -> str:
         """A full paged list into the buffer as a snapshot; returns its resourceVersion."""
@@ -311,6 +362,8 @@ class Informer:
         while True:
             try:
                 values: dict[str, Any] = {}
+                handed: dict[str, str] = {}
+                unchanged = 0
                 version: str | None = None
                 async for page in list_pages(
                     self._api,
@@ -318,10 +371,8 @@ class Informer:
                     limit=self._page_size,
                     label_selector=self.spec.label_selector,
                 ):
-                    for obj in page.items:
-                        decoded = self._decode(obj)
-                        if decoded is not None:
-                            values[decoded[0]] = decoded[1]
+                    with collector_paused():  # see sync.collector
+                        unchanged += self._take_page(page.items, values, handed)
                     version = page.resource_version or version
             except Gone:
                 # A continue token expired between pages (history compacted meanwhile):
@@ -329,6 +380,8 @@ class Informer:
                 log.info("%s list continue token expired; listing again", self.spec.kind)
                 continue
             self._sink.replace(self.spec.kind, values)
+            self._handed = handed
+            self.unchanged = unchanged
             self.refusal = None
             self.listed_items = len(values)
             self.resource_version = self.listed_version = version or "0"

@@ -19,8 +19,9 @@ re-watch it as fast as it answers. A redirect is never followed (see
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from app.kube_client import RedirectRefused
+from sync.collector import collector_paused
 
 __all__ = [
     "EmptyWatch",
@@ -170,9 +172,15 @@ def _strip_nul(value: Any) -> Any:
     return value
 
 
+# A list page of 500 pods is about 1.3 MB of JSON and 150,000 objects made in one call: see
+# sync.collector for why the collector is paused meanwhile.
+_PAUSE_COLLECTOR_BYTES = 64 * 1024
+
+
 def loads(body: bytes) -> Any:
     """Parse a JSON answer; the NUL scrub runs only on the rare bodies that contain one."""
-    document = orjson.loads(body)
+    with collector_paused(when=len(body) >= _PAUSE_COLLECTOR_BYTES):
+        document = orjson.loads(body)
     return _strip_nul(document) if _ESCAPED_NUL in body else document
 
 
@@ -236,25 +244,49 @@ async def list_pages(
     ``require_resource_version=False`` is for ``metrics.k8s.io``, whose lists carry none. A
     continue token repeated, or more pages than any cluster has, is an
     :class:`UnexpectedAnswer` rather than an endless loop."""
-    token: str | None = None
-    for _ in range(_MAX_LIST_PAGES):
-        query = [("limit", str(limit))]
+
+    def query(token: str | None) -> list[tuple[str, str]]:
+        pairs = [("limit", str(limit))]
         if label_selector:
-            query.append(("labelSelector", label_selector))
+            pairs.append(("labelSelector", label_selector))
         if token:
-            query.append(("continue", token))
-        document = await get_json(api, path, query)
-        metadata = _list_metadata(
-            document, path, require_resource_version=require_resource_version
-        )
-        items = [i for i in document["items"] if isinstance(i, dict)]
-        yield Page(items, metadata.get("resourceVersion") or None)
-        previous, token = token, metadata.get("continue") or None
-        if not token:
-            return
-        if token == previous:
-            raise UnexpectedAnswer(200, f"{path} answered the same continue token twice")
-    raise UnexpectedAnswer(200, f"{path} did not finish its list in {_MAX_LIST_PAGES} pages")
+            pairs.append(("continue", token))
+        return pairs
+
+    token: str | None = None
+    ahead: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        for _ in range(_MAX_LIST_PAGES):
+            if ahead is not None:
+                document, ahead = await ahead, None
+            else:
+                document = await get_json(api, path, query(token))
+            metadata = _list_metadata(
+                document, path, require_resource_version=require_resource_version
+            )
+            items = [i for i in document["items"] if isinstance(i, dict)]
+            previous, token = token, metadata.get("continue") or None
+            if token and token != previous:
+                # The next page is asked for before this one is decoded: the server prepares
+                # it, and the socket buffers it, while this page is mapped.
+                ahead = _ahead(get_json(api, path, query(token)))
+                await asyncio.sleep(0)  # lets it send the request
+            yield Page(items, metadata.get("resourceVersion") or None)
+            if not token:
+                return
+            if token == previous:
+                raise UnexpectedAnswer(200, f"{path} answered the same continue token twice")
+        raise UnexpectedAnswer(200, f"{path} did not finish its list in {_MAX_LIST_PAGES} pages")
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+
+
+def _ahead(request: Coroutine[Any, Any, dict[str, Any]]) -> asyncio.Future[dict[str, Any]]:
+    """``request`` as a task whose failure, if nobody awaits it any more, is not reported."""
+    task = asyncio.ensure_future(request)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from sync.quantity import QuantityError, exact_sum, to_bytes, to_cores, to_count
@@ -64,14 +64,27 @@ def describe(obj: object, *, kind: str) -> str:
 
 
 # --- small, forgiving readers -------------------------------------------------------------
+#
+# They run a few hundred times per pod, tens of thousands of pods per list, so each one takes
+# the shape orjson gives (``dict``, ``list``, ``str``) by a plain type test first; the general
+# ``Mapping`` test (an ABC check, slow) is only for other inputs. Values are read, never
+# written: a dict from the object is handed on as it is, not copied.
 
 
 def _dict(value: object) -> dict[str, Any]:
+    if type(value) is dict:
+        return value
     return dict(value) if isinstance(value, Mapping) else {}
 
 
 def _list(value: object) -> list[Any]:
+    if type(value) is list:
+        return value
     return list(value) if isinstance(value, list) else []
+
+
+def _is_mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _str(value: object) -> str | None:
@@ -92,13 +105,23 @@ def _int32(value: object) -> int:
 
 
 def _string_map(value: object) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _dict(value).items()}
+    mapping = _dict(value)
+    # JSON keys are strings already; the common map of string values is used as it is
+    if all(type(v) is str for v in mapping.values()) and all(type(k) is str for k in mapping):
+        return mapping
+    return {str(k): str(v) for k, v in mapping.items()}
 
 
 def parse_time(value: object) -> datetime | None:
     """An RFC 3339 ``metav1.Time`` (``2024-05-01T10:00:00Z``) as an aware datetime, else None."""
     if not isinstance(value, str) or not value:
         return None
+    return _parse_time(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_time(value: str) -> datetime | None:
+    # cached: a fleet's objects share creation and transition times (datetimes are immutable)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -113,31 +136,61 @@ def _lenient(convert: Callable[[Any], Any], value: object) -> Any:
         return None
 
 
-def _cores(value: object) -> Decimal | None:
+# Quantities repeat across a fleet (``100m``, ``512Mi``): each distinct string is parsed once.
+# The results (Decimal, int, None) are immutable; only strings are cached (a hostile object
+# may put anything there, including unhashable values).
+
+
+@lru_cache(maxsize=4096)
+def _cached_cores(value: str) -> Decimal | None:
     result: Decimal | None = _lenient(to_cores, value)
     return result
 
 
-def _bytes(value: object) -> int | None:
+@lru_cache(maxsize=4096)
+def _cached_bytes(value: str) -> int | None:
     # saturated, not refused: a value past int64 is clamped and reported by the writer
     result: int | None = _lenient(partial(to_bytes, saturate=True), value)
     return result
 
 
+@lru_cache(maxsize=1024)
+def _cached_count(value: str) -> int | None:
+    result: int | None = _lenient(to_count, value)
+    return result
+
+
+def _cores(value: object) -> Decimal | None:
+    if type(value) is str:
+        return _cached_cores(value)
+    result: Decimal | None = _lenient(to_cores, value)
+    return result
+
+
+def _bytes(value: object) -> int | None:
+    if type(value) is str:
+        return _cached_bytes(value)
+    result: int | None = _lenient(partial(to_bytes, saturate=True), value)
+    return result
+
+
 def _count(value: object) -> int | None:
+    if type(value) is str:
+        return _cached_count(value)
     result: int | None = _lenient(to_count, value)
     return result
 
 
 def _metadata(obj: JSON, *, kind: str) -> dict[str, Any]:
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, Mapping):
+    raw = obj.get("metadata")
+    if not _is_mapping(raw):
         raise BadObject(f"{kind} has no metadata")
+    metadata = _dict(raw)
     if not _str(metadata.get("uid")):
         raise BadObject(f"{describe(obj, kind=kind)} has no metadata.uid")
     if not _str(metadata.get("name")):
         raise BadObject(f"{kind} with uid {str(metadata.get('uid'))[:64]} has no metadata.name")
-    return dict(metadata)
+    return metadata
 
 
 def _base(metadata: Mapping[str, Any]) -> Row:
@@ -151,7 +204,7 @@ def _base(metadata: Mapping[str, Any]) -> Row:
 
 def _controller(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """The controlling ownerReference (``controller: true``), else the first one."""
-    owners = [o for o in _list(metadata.get("ownerReferences")) if isinstance(o, Mapping)]
+    owners = [o for o in _list(metadata.get("ownerReferences")) if _is_mapping(o)]
     for owner in owners:
         if owner.get("controller") is True:
             return dict(owner)
@@ -163,13 +216,13 @@ def _conditions(value: object, *, drop: tuple[str, ...] = ()) -> list[dict[str, 
     return [
         {k: v for k, v in c.items() if k not in drop}
         for c in _list(value)
-        if isinstance(c, Mapping)
+        if _is_mapping(c)
     ]
 
 
 def _condition_true(conditions: object, type_: str) -> bool:
     return any(
-        isinstance(c, Mapping) and c.get("type") == type_ and c.get("status") == "True"
+        _is_mapping(c) and c.get("type") == type_ and c.get("status") == "True"
         for c in _list(conditions)
     )
 
@@ -225,7 +278,7 @@ def map_node(obj: JSON) -> Row:
     return {
         **_base(metadata),
         "labels": labels,
-        "taints": [t for t in _list(spec.get("taints")) if isinstance(t, Mapping)],
+        "taints": [t for t in _list(spec.get("taints")) if _is_mapping(t)],
         "conditions": _conditions(status.get("conditions"), drop=("lastHeartbeatTime",)),
         # kube_node_status_condition{condition="Ready",status="true"}
         "ready": _condition_true(status.get("conditions"), "Ready"),
@@ -252,7 +305,7 @@ def _template_containers(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
         {"name": c.get("name"), "image": c.get("image"), **_resources(c.get("resources"))}
         for c in _list(pod_spec.get("containers"))
-        if isinstance(c, Mapping)
+        if _is_mapping(c)
     ]
 
 
@@ -331,30 +384,41 @@ def _container_status(status: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sum_resources(containers: list[Any], section: str, key: str) -> Decimal | None:
+_AMOUNTS = (("requests", "cpu"), ("limits", "cpu"), ("requests", "memory"), ("limits", "memory"))
+
+
+def _amounts(container: object) -> tuple[Decimal | int | None, ...]:
+    """A container's requests/limits of cpu and memory, in :data:`_AMOUNTS` order."""
+    resources = _dict(_dict(container).get("resources"))
+    requests, limits = _dict(resources.get("requests")), _dict(resources.get("limits"))
+    return (_cores(requests.get("cpu")), _cores(limits.get("cpu")),
+            _bytes(requests.get("memory")), _bytes(limits.get("memory")))
+
+
+def _sum_amounts(per_container: list[tuple[Decimal | int | None, ...]], i: int) -> Decimal | None:
     """Exact, and unbounded: two valid ``5Ei`` requests sum past int64, which is for the
     writer to clamp (and report), not for the mapper to hide."""
-    values: list[Decimal | int] = []
-    for container in containers:
-        if not isinstance(container, Mapping):
-            continue
-        amount = _dict(_dict(container.get("resources")).get(section)).get(key)
-        value = _cores(amount) if key == "cpu" else _bytes(amount)
-        if value is not None:
-            values.append(value)
+    values: list[Decimal | int] = [v for a in per_container if (v := a[i]) is not None]
     return exact_sum(values) if values else None
 
 
-def _effective(spec: Mapping[str, Any], section: str, key: str) -> Decimal | None:
-    """max(sum over containers, largest init container) + overhead: what the scheduler uses."""
-    regular = _sum_resources(_list(spec.get("containers")), section, key)
-    inits = [_sum_resources([c], section, key) for c in _list(spec.get("initContainers"))]
-    candidates = [v for v in [regular, *inits] if v is not None]
-    if not candidates:
-        return None
-    overhead = _dict(spec.get("overhead")).get(key) if section == "requests" else None
-    extra = (_cores(overhead) if key == "cpu" else _bytes(overhead)) if overhead else None
-    return exact_sum((max(candidates), extra or 0))
+def _effective_all(spec: Mapping[str, Any]) -> tuple[Decimal | None, ...]:
+    """For each of :data:`_AMOUNTS`: max(sum over containers, largest init container)
+    + overhead (requests only): what the scheduler uses. Each container is read once."""
+    regular = [_amounts(c) for c in _list(spec.get("containers"))]
+    inits = [_amounts(c) for c in _list(spec.get("initContainers"))]
+    overhead = _dict(spec.get("overhead"))
+    totals: list[Decimal | None] = []
+    for i, (section, key) in enumerate(_AMOUNTS):
+        candidates = [v for v in [_sum_amounts(regular, i), *(_sum_amounts([a], i) for a in inits)]
+                      if v is not None]
+        if not candidates:
+            totals.append(None)
+            continue
+        amount = overhead.get(key) if section == "requests" else None
+        extra = (_cores(amount) if key == "cpu" else _bytes(amount)) if amount else None
+        totals.append(exact_sum((max(candidates), extra or 0)))
+    return tuple(totals)
 
 
 def _deployment_from_replicaset(owner: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:
@@ -379,10 +443,10 @@ def map_pod(obj: JSON) -> Row:
     labels = _string_map(metadata.get("labels"))
     owner = _controller(metadata)
     spec_containers = {
-        c.get("name"): c for c in _list(spec.get("containers")) if isinstance(c, Mapping)
+        c.get("name"): c for c in _list(spec.get("containers")) if _is_mapping(c)
     }
     statuses = {
-        s.get("name"): s for s in _list(status.get("containerStatuses")) if isinstance(s, Mapping)
+        s.get("name"): s for s in _list(status.get("containerStatuses")) if _is_mapping(s)
     }
     containers: list[dict[str, Any]] = []
     for name in dict.fromkeys([*spec_containers, *statuses]):
@@ -395,10 +459,7 @@ def map_pod(obj: JSON) -> Row:
                 **_container_status(_dict(statuses.get(name))),
             }
         )
-    requests_cpu = _effective(spec, "requests", "cpu")
-    limits_cpu = _effective(spec, "limits", "cpu")
-    requests_memory = _effective(spec, "requests", "memory")
-    limits_memory = _effective(spec, "limits", "memory")
+    requests_cpu, limits_cpu, requests_memory, limits_memory = _effective_all(spec)
     oom_times = [c["lastOOMKilledAt"] for c in containers if c["lastOOMKilledAt"]]
     return {
         **row,

@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 
 from app.vault import Vault
+from sync.collector import collector_paused
 from sync.columns import Adjustment, Column, FitStats, RowFitter, Unstorable, load_columns
 from sync.health import update_cluster_health, update_deployment_health
 from sync.helm import HelmRevision, values_aad
@@ -51,6 +52,7 @@ __all__ = [
     "QUOTAS",
     "TABLES",
     "TABLE_KINDS",
+    "UNCHANGED",
     "Batch",
     "ClusterWriter",
     "FitStats",
@@ -161,12 +163,44 @@ TABLE_KINDS = tuple(TABLES)
 ALL_KINDS = (*TABLE_KINDS, QUOTAS, HELM)
 
 
+class _Unchanged:
+    """The type of :data:`UNCHANGED` (one instance; its repr says what it means)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+# A snapshot's value for an object the informer already handed over at the same
+# resourceVersion: it is still there, and its row is whatever was last written for it. A
+# resourceVersion changes with every write to an object, so the same version is the same
+# object and would map to the same row: a relist of an unchanged cluster maps nothing and
+# writes nothing; only the deletion of what the snapshot lacks is still checked.
+UNCHANGED: Any = _Unchanged()
+
+
+def _merge_unchanged(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """``newer`` (a snapshot) on top of ``older``: an UNCHANGED in ``newer`` keeps the real
+    value ``older`` still holds for that uid (it was handed over but not written yet)."""
+    if not older:
+        return newer
+    merged = dict(newer)
+    for uid, value in newer.items():
+        if value is UNCHANGED:
+            pending = older.get(uid, UNCHANGED)
+            if pending is not UNCHANGED:
+                merged[uid] = pending
+    return merged
+
+
 @dataclass
 class Batch:
     """Pending changes of one cluster, keyed by kind then uid; the newest state wins.
 
     A *snapshot* (a relist) replaces everything pending for its kind, and tells the flush to
-    mark deleted whatever of that kind is not in it.
+    mark deleted whatever of that kind is not in it. Its values may be :data:`UNCHANGED`,
+    which never replaces a value still pending for the same uid.
     """
 
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -176,14 +210,14 @@ class Batch:
         self.items.setdefault(kind, {})[uid] = value
 
     def replace(self, kind: str, values: dict[str, Any]) -> None:
-        self.items[kind] = values
+        self.items[kind] = _merge_unchanged(self.items.get(kind, {}), values)
         self.snapshots.add(kind)
 
     def absorb(self, newer: Batch) -> None:
         """Fold a newer batch on top of this one (used when a flush must be retried)."""
         for kind, values in newer.items.items():
             if kind in newer.snapshots:
-                self.items[kind] = values
+                self.items[kind] = _merge_unchanged(self.items.get(kind, {}), values)
                 self.snapshots.add(kind)
             else:
                 self.items.setdefault(kind, {}).update(values)
@@ -336,16 +370,19 @@ class ClusterWriter:
                 values = batch.items.get(kind)
                 if values is None:
                     continue
+                written = [v for v in values.values() if v is not UNCHANGED]
                 count = await self._upsert(
-                    conn, TABLES[kind], list(values.values()), snapshot=kind in batch.snapshots
+                    conn, TABLES[kind], written,
+                    listed=list(values) if kind in batch.snapshots else None,
                 )
                 rows += count
                 if count:
                     changed.add(kind)
-                if kind == "replicasets" and values and await self._relink_pods(conn):
+                if kind == "replicasets" and written and await self._relink_pods(conn):
                     changed.add("pods")
             touched_namespaces = {
                 r["name"] for r in batch.items.get("namespaces", {}).values()
+                if r is not UNCHANGED
             }
             if QUOTAS in batch.items or touched_namespaces:
                 quotas, count = await self._write_quotas(conn, batch, touched_namespaces)
@@ -393,6 +430,12 @@ class ClusterWriter:
         """The COPY records of ``rows``, each value fitted to its column; an object that
         cannot be stored at all is left out (and logged, and counted)."""
         fitter = RowFitter(self._columns.get(table, {}), names)
+        with collector_paused():  # records are trees of plain values: see sync.collector
+            return self._fit_all(fitter, rows, kind)
+
+    def _fit_all(
+        self, fitter: RowFitter, rows: Iterable[Mapping[str, Any]], kind: str
+    ) -> list[tuple[Any, ...]]:
         records = []
         for row in rows:
             try:
@@ -428,8 +471,35 @@ class ClusterWriter:
         )
 
     async def _upsert(
-        self, conn: asyncpg.Connection, spec: TableSpec, rows: Sequence[Row], *, snapshot: bool
+        self,
+        conn: asyncpg.Connection,
+        spec: TableSpec,
+        rows: Sequence[Row],
+        *,
+        listed: Sequence[str] | None = None,
     ) -> int:
+        """Write ``rows``; for a snapshot, ``listed`` holds every uid the relist saw (the
+        rows to write and the UNCHANGED ones), and every other live row is marked deleted."""
+        changed = await self._insert(conn, spec, rows) if rows else 0
+        if listed is not None:
+            # After a relist, whatever the snapshot does not hold left the cluster while we
+            # were not watching: mark it deleted (never erase it). An anti-join on the listed
+            # uids (hashed), not the staging table: unchanged objects are not staged at all.
+            changed += _count(
+                await conn.execute(
+                    f"""
+                    UPDATE {spec.table} t SET deleted_at = now(), synced_at = now()
+                     WHERE t.cluster_id = $1 AND t.deleted_at IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM unnest($2::text[]) AS l(uid)
+                                        WHERE l.uid = t.uid)
+                    """,
+                    self.cluster_id,
+                    listed,
+                )
+            )
+        return changed
+
+    async def _insert(self, conn: asyncpg.Connection, spec: TableSpec, rows: Sequence[Row]) -> int:
         await self._stage(conn, spec, rows)
         overrides = dict(spec.select)
         columns = spec.columns
@@ -455,19 +525,6 @@ class ClusterWriter:
                 self.cluster_id,
             )
         )
-        if snapshot:
-            # After a relist, whatever the snapshot does not hold left the cluster while we
-            # were not watching: mark it deleted (never erase it).
-            changed += _count(
-                await conn.execute(
-                    f"""
-                    UPDATE {spec.table} t SET deleted_at = now(), synced_at = now()
-                     WHERE t.cluster_id = $1 AND t.deleted_at IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM {spec.stage} s WHERE s.uid = t.uid)
-                    """,
-                    self.cluster_id,
-                )
-            )
         return changed
 
     async def _relink_pods(self, conn: asyncpg.Connection) -> int:
@@ -495,10 +552,15 @@ class ClusterWriter:
         quotas = dict(self._quotas)
         values = batch.items.get(QUOTAS, {})
         affected = set(touched)
-        if QUOTAS in batch.snapshots:
-            affected |= {q.namespace for q in quotas.values()}
-            quotas = {}
+        snapshot = QUOTAS in batch.snapshots
+        kept: dict[str, QuotaRow] = {}
+        if snapshot:
+            kept = {uid: q for uid, q in quotas.items() if values.get(uid) is UNCHANGED}
+            affected |= {q.namespace for uid, q in quotas.items() if uid not in kept}
+            quotas = kept
         for uid, quota in values.items():
+            if quota is UNCHANGED:
+                continue
             old = quotas.pop(uid, None)
             if old is not None:
                 affected.add(old.namespace)
@@ -518,7 +580,13 @@ class ClusterWriter:
             ):
                 if value is not None:
                     total[i] = value if total[i] is None else exact_sum((total[i], value))
+        # A snapshot of new quotas is compared with every namespace (stale sums from before
+        # this writer started are cleared); one that only confirms what this writer wrote
+        # (UNCHANGED) touches just the namespaces whose quotas changed, if any.
+        everywhere = snapshot and not kept
         names = sorted(affected)
+        if not names and not everywhere:
+            return quotas, 0
         fitted = dict(zip(names, self._fitted(
             NAMESPACES_TABLE, _QUOTA_COLUMNS,
             (dict(zip(_QUOTA_COLUMNS, sums.get(n, [None] * 6), strict=True), name=n)
@@ -526,7 +594,6 @@ class ClusterWriter:
             "ResourceQuota totals of Namespace",
         ), strict=True))
         columns = [[fitted[n][i] for n in names] for i in range(6)]
-        everywhere = QUOTAS in batch.snapshots
         status = await conn.execute(
             """
             UPDATE k8s_namespaces n
@@ -561,10 +628,14 @@ class ClusterWriter:
         values = {uid: self._fit_revision(r) for uid, r in batch.items.get(HELM, {}).items()}
         affected: set[tuple[str, str]] = set()
         snapshot = HELM in batch.snapshots
+        kept: dict[str, HelmRevision] = {}
         if snapshot:
-            affected |= {(r.namespace, r.name) for r in helm.values()}
-            helm = {}
+            kept = {uid: r for uid, r in helm.items() if values.get(uid) is UNCHANGED}
+            affected |= {(r.namespace, r.name) for uid, r in helm.items() if uid not in kept}
+            helm = kept
         for uid, revision in values.items():
+            if revision is UNCHANGED:
+                continue
             old = helm.pop(uid, None)
             if old is not None:
                 affected.add((old.namespace, old.name))
@@ -580,8 +651,11 @@ class ClusterWriter:
         if latest:
             changed += await self._upsert_releases(conn, list(latest.values()))
         gone = sorted(affected - latest.keys())
-        if gone or snapshot:
-            live = sorted(latest) if snapshot else []
+        # As with quotas: a snapshot of new revisions is compared with every stored release;
+        # one that confirms what this writer wrote only deletes the releases that went.
+        everywhere = snapshot and not kept
+        if gone or everywhere:
+            live = sorted({(r.namespace, r.name) for r in helm.values()}) if everywhere else []
             changed += _count(
                 await conn.execute(
                     """
@@ -593,7 +667,7 @@ class ClusterWriter:
                                 SELECT * FROM unnest($3::text[], $4::text[])))
                     """,
                     self.cluster_id,
-                    snapshot,
+                    everywhere,
                     [k[0] for k in gone],
                     [k[1] for k in gone],
                     [k[0] for k in live],
@@ -605,8 +679,8 @@ class ClusterWriter:
     def _fit_revision(self, revision: HelmRevision | None) -> HelmRevision | None:
         """The revision with every column value fitted; None (as if its secret were gone)
         when its namespace or name cannot be stored."""
-        if revision is None:
-            return None
+        if revision is None or revision is UNCHANGED:
+            return revision
         row = {"storage_secret": revision.secret_name,
                **{c: getattr(revision, c) for c in _HELM_COLUMNS if c != "storage_secret"}}
         records = self._fitted(HELM_TABLE, _HELM_COLUMNS, [row], "Helm release")
