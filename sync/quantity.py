@@ -55,6 +55,13 @@ _NANO = -9
 # Past int64 the exact figure no longer matters, and 1e2000000000 must not become a
 # two-billion-digit int: beyond this the integer results saturate (still visibly too big).
 _SATURATED = 2**64
+# PostgreSQL's numeric holds at most 131072 digits before the point, so a sum's term past that
+# is the same to every column (the writer clamps it): it saturates at the first power of ten
+# no column can hold, and the sum stays a few hundred kilobytes of digits at worst.
+_SUM_DIGITS = 131_072
+_SUM_SATURATED = Decimal(1).scaleb(_SUM_DIGITS + 1)
+# Sums of saturated terms stay exact (2 of them are 2E+131073, not saturated again).
+_SUM_HEADROOM = 20
 
 _FORMAT_WRONG = (
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
@@ -157,10 +164,17 @@ def parse_quantity(text: str | int | float) -> Decimal:
 
 def exact_sum(values: Iterable[Decimal | int]) -> Decimal:
     """The exact sum: ``Decimal`` addition in the default context rounds at 28 digits and raises
-    past 10^999999, both of which a sum of hostile quantities reaches."""
+    past 10^999999, both of which a sum of hostile quantities reaches.
+
+    Exact up to what a column can hold; a term past that saturates first (see
+    ``_SUM_SATURATED``), since adding ``1E+2000000000`` exactly to anything with a smaller
+    exponent writes out two billion digits: seconds of one core and gigabytes, for one pod."""
     total = Decimal(0)
     for value in values:
-        total = EXACT.add(total, Decimal(value))
+        term = Decimal(value)
+        if term.is_finite() and term and term.adjusted() > _SUM_DIGITS + _SUM_HEADROOM:
+            term = _SUM_SATURATED if term > 0 else _SUM_SATURATED.copy_negate()
+        total = EXACT.add(total, term)
     return total
 
 

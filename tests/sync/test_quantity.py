@@ -72,3 +72,18 @@ def test_kubernetes_scanner_quirks_are_kept() -> None:
         parse_quantity("Pi")
     assert parse_quantity("1e4294967296") == 1
     assert to_bytes("-1.5") == -2  # rounded away from zero, as Quantity.RoundUp
+
+
+def test_a_sum_is_exact_up_to_what_a_column_holds_and_saturates_past_it() -> None:
+    """Adding 1E+2000000000 exactly to 1m would write out two billion digits (seconds and
+    gigabytes for one pod); past PostgreSQL's 131072 digits a term saturates at 10^131073,
+    which every column clamps the same way. Below that, sums stay exact."""
+    from sync.quantity import EXACT, exact_sum
+
+    huge, milli = Decimal("1E+2000000000"), Decimal("0.001")
+    assert exact_sum([huge, milli]) == EXACT.add(Decimal("1E+131073"), milli)
+    assert exact_sum([huge, huge]) == Decimal("2E+131073")  # saturated terms add exactly
+    assert exact_sum([-huge, milli]) == EXACT.add(Decimal("-1E+131073"), milli)
+    edge = Decimal("1E+131072")
+    assert exact_sum([edge, milli]) == EXACT.add(edge, milli)  # exact, not saturated
+    assert exact_sum([edge, milli]) != edge
