@@ -83,7 +83,7 @@ def test_a_sum_is_exact_up_to_what_a_column_holds_and_saturates_past_it() -> Non
     huge, milli = Decimal("1E+2000000000"), Decimal("0.001")
     assert exact_sum([huge, milli]) == EXACT.add(Decimal("1E+131073"), milli)
     assert exact_sum([huge, huge]) == Decimal("2E+131073")  # saturated terms add exactly
-    assert exact_sum([-huge, milli]) == EXACT.add(Decimal("-1E+131073"), milli)
+    assert exact_sum([huge.copy_negate(), milli]) == EXACT.add(Decimal("-1E+131073"), milli)
     edge = Decimal("1E+131072")
     assert exact_sum([edge, milli]) == EXACT.add(edge, milli)  # exact, not saturated
     assert exact_sum([edge, milli]) != edge
