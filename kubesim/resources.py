@@ -51,6 +51,12 @@ CORE = (
         "", "v1", "resourcequotas", "ResourceQuota", True, ("quota",), subresources=("status",)
     ),
     Resource("", "v1", "secrets", "Secret", True),
+    Resource(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+        subresources=("status",),
+    ),
+    Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",),
+             subresources=("status",)),
     Resource("", "v1", "events", "Event", True, ("ev",)),
 )
 APPS = (

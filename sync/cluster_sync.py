@@ -77,6 +77,7 @@ from sync.mappers import (
 )
 from sync.metrics import read_metrics, write_metrics
 from sync.notify import notify_changes
+from sync.storage_mappers import map_persistent_volume, map_persistent_volume_claim
 from sync.writer import HELM, QUOTAS, Batch, ClusterWriter, OomLedger
 
 __all__ = [
@@ -468,6 +469,10 @@ class ClusterSync:
             table("replicasets", "ReplicaSet", "/apis/apps/v1/replicasets", map_replicaset),
             table("deployments", "Deployment", "/apis/apps/v1/deployments", map_deployment),
             table("pods", "Pod", "/api/v1/pods", pod),
+            table("persistentvolumeclaims", "PersistentVolumeClaim",
+                  "/api/v1/persistentvolumeclaims", map_persistent_volume_claim),
+            table("persistentvolumes", "PersistentVolume", "/api/v1/persistentvolumes",
+                  map_persistent_volume),
             KindSpec(kind=QUOTAS, api_kind="ResourceQuota", path="/api/v1/resourcequotas",
                      decode=map_resource_quota),
             # Optional: its grant (deploy/watched-cluster-helm-rbac.yaml) may be left out.
