@@ -19,8 +19,9 @@ Nothing here writes a cost row, a sample or an inventory row by itself. The clus
 ``created_at`` is moved back to where the history starts, because the scheduler only costs
 hours from a cluster's creation on: the simulated cluster did exist then.
 
-Cost in time (small fleet, 3 days, a step every 5 simulated minutes and a sample every 10): a
-few seconds of simulation, 432 flushes and samples, and 72 cluster-hours costed.
+Cost in time (small fleet, 3 days, a step every 5 simulated minutes and a sample every 15):
+869 simulator steps, 291 flushes, 290 samples and 72 cluster-hours costed, about 20 s on a
+busy 2-core machine (flushes and samples are two thirds of it; the simulator a fifth).
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 3
 STEP = timedelta(minutes=5)
-SAMPLE_EVERY = timedelta(minutes=10)
+SAMPLE_EVERY = timedelta(minutes=15)
 PAGE_SIZE = 500
+# Within this of the clock, the past is over: against the wall clock, every step takes some
+# real time too, so chasing "now" to zero would never end; the real-time fleet carries on.
+CAUGHT_UP_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,17 +163,18 @@ async def build_history(
                 now = sim.clock.now()
                 if now >= next_sample:
                     replay.drain()
-                    await writer.flush(replay.take())
+                    # Health is a verdict on now: the last flush makes it, not the past ones.
+                    await writer.flush(replay.take(), health=False)
                     flushes += 1
                     await _sample(pool, writer, api, now)
                     samples += 1
                     next_sample = now + SAMPLE_EVERY
                 remaining = (clock() - now).total_seconds()
-                if remaining <= 0:
+                if remaining < CAUGHT_UP_S:
                     break
                 sim.fleet.step(min(STEP.total_seconds(), remaining))
             replay.drain()
-            await writer.flush(replay.take())
+            await writer.flush(replay.take(), assess=True)
             flushes += 1
     finally:
         replay.close()

@@ -24,7 +24,7 @@ NOW = MID_MONTH + timedelta(minutes=25)  # 15 March 12:25
 START = MID_MONTH - timedelta(days=3)  # 12 March 12:00
 COSTS = """query($from: DateTime!, $to: DateTime!) {
   costs(window: {from: $from, to: $to}, groupBy: [NAMESPACE]) {
-    namespace isIdle provisional cpuCost totalCost } }"""
+    namespace isIdle provisional cpuCost memoryGibHours totalCost } }"""
 NAMESPACE_COST = """query($id: ID!) { cluster(id: $id) {
   namespaces(first: 50) { nodes { name cost { daysWithCost totalCost30d } } } } }"""
 
@@ -40,15 +40,15 @@ async def test_history_gives_yesterdays_costs_daily_rollups_and_a_provisional_ho
         history = await build_history(db_pool, sim=sim, vault=vault, cluster_id=cluster,
                                       organization_id=api.a.org_id, clock=lambda: NOW)
 
-    # 12 Mar 12:00 to 15 Mar 12:25 is 72 h 25 min: a sample every 10 minutes from the start,
-    # the last at 12:20 (12:30 is past the end) = 4340 / 10 + 1 = 435 samples, each with a
-    # flush before it, and one final flush of what changed after the last sample.
+    # 12 Mar 12:00 to 15 Mar 12:25 is 72 h 25 min = 4345 min: a sample every 15 minutes from
+    # the start, the last at 12:15 (12:30 is past the end) = 4335 / 15 + 1 = 290 samples, each
+    # with a flush before it, and one final flush of what changed after the last sample.
     assert (history.started_at, history.ended_at) == (START, NOW)
-    assert (history.samples, history.flushes) == (435, 436)
+    assert (history.samples, history.flushes) == (290, 291)
     sampled = await db_pool.fetchval(
         "SELECT count(DISTINCT sampled_at) FROM k8s_resource_metrics WHERE cluster_id = $1",
         cluster)
-    assert sampled == 435
+    assert sampled == 290
     # Every finished hour from the cluster's (moved-back) creation is final: 12 Mar 12:00 to
     # 15 Mar 11:00 = 72 hours; the running hour, 12:00, is costed provisionally.
     assert len(history.costed.computed) == 72 and history.costed.failed == []
@@ -69,6 +69,10 @@ async def test_history_gives_yesterdays_costs_daily_rollups_and_a_provisional_ho
         assert {"kube-system", "__idle__"} <= {r["namespace"] for r in rows}
         assert all(not r["provisional"] for r in rows)
         assert sum(Decimal(r["cpuCost"]) for r in rows if not r["isIdle"]) > 0
+        # Pods were allocated less memory than the nodes have (three 16 GiB nodes, some
+        # forty pods asking 64Mi-1Gi): the idle row keeps the rest, as a real fleet would.
+        [idle] = [r for r in rows if r["isIdle"]]
+        assert Decimal(idle["memoryGibHours"]) > 0
 
         running = await api.gql(COSTS, {"from": MID_MONTH.isoformat(),
                                         "to": (MID_MONTH + HOUR).isoformat()}, token=viewer)
