@@ -68,7 +68,8 @@ async def test_cost_ticks_beside_a_flapping_churning_sync_never_deadlock(
     vault = make_vault()
     created = MID_MONTH - timedelta(hours=3)  # 09:00
     async with KubeSim.start(fleet="small", seed=5, start_time=created) as sim:
-        assert sim.fleet is not None
+        fleet = sim.fleet
+        assert fleet is not None
         async with db_pool.acquire() as conn:
             org = await make_org(conn)
         cluster = await new_cluster(db_pool, vault, sim, org_id=org)
@@ -81,14 +82,14 @@ async def test_cost_ticks_beside_a_flapping_churning_sync_never_deadlock(
             log_offset = log_file.stat().st_size if log_file else 0
             deadlocks_before = await _deadlocks(conn)
         scheduler = CostScheduler(db_pool, book=BOOK, organization_ids=[org])
-        statuses: set[str] = set()
+        statuses: set[str | None] = set()
 
         async with running_sync(db_pool, vault, cluster, options=OPTIONS) as sync:
             stop = asyncio.Event()
 
             async def churn() -> None:
                 while not stop.is_set():
-                    sim.fleet.step(60)  # a simulated minute: rollouts, scaling, restarts
+                    fleet.step(60)  # a simulated minute: rollouts, scaling, restarts
                     await asyncio.sleep(0.01)
 
             async def flap() -> None:
