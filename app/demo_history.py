@@ -2,9 +2,9 @@
 
 A newcomer looks for cost, budgets and daily figures in the first minute, and all of them
 need hours that have already happened. So before the demo serves, kubesim's simulator lives
-those days at speed, starting ``days`` before now: it rolls out, scales, crash-loops and
-OOM-kills pods, takes nodes away, and moves every workload's load. What it does reaches the
-database the way a live cluster's changes do:
+those days at speed, from where its clock starts (a few days before now): it rolls out,
+scales, crash-loops and OOM-kills pods, takes nodes away, and moves every workload's load.
+What it does reaches the database the way a live cluster's changes do:
 
 * every object it writes (kubesim's watch feed, decoded by the sync's own :func:`kind_specs`)
   is flushed by a :class:`~sync.writer.ClusterWriter`, with a deletion stamped at the
@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -136,11 +137,11 @@ async def build_history(
     vault: Vault,
     cluster_id: uuid.UUID,
     organization_id: uuid.UUID,
-    clock: Any,
+    clock: Callable[[], datetime],
     book: PriceBook | None = None,
 ) -> History:
-    """Live ``sim``'s fleet from its clock's start up to ``clock()`` (a callable returning an
-    aware datetime: the wall clock in the demo, a fixed instant in tests) and cost it.
+    """Live ``sim``'s fleet from its clock's start up to ``clock()`` (the wall clock in the
+    demo, a fixed instant in tests) and cost it.
 
     ``sim`` must not be running in real time yet, and its clock must start where the history
     should (``KubeSim(start_time=...)``); the cluster must be registered and not syncing."""

@@ -605,12 +605,24 @@ class Fleet:
 
     # ================================================================== controllers
     def reconcile(self) -> None:
-        """One pass of the deployment, ReplicaSet, scheduler and quota controllers."""
+        """One pass of the deployment, ReplicaSet, scheduler, quota and volume controllers."""
         if not self._building:
             self._recount_node_requests()
         for entry in list(self.store.iter_entries("deployments")):
             self._reconcile_deployment(entry)
         self._update_quotas()
+        self._reclaim_volumes()
+
+    def _reclaim_volumes(self) -> None:
+        """The PersistentVolume controller's ``Delete`` reclaim policy: a volume whose claim is
+        gone (deleted, or taken down with its namespace) is deleted too."""
+        claims = {e.obj["metadata"]["uid"] for e in self.store.iter_entries("pvc")}
+        for entry in list(self.store.iter_entries("pv")):
+            spec = entry.obj.get("spec") or {}
+            claim = (spec.get("claimRef") or {}).get("uid")
+            if (claim and claim not in claims
+                    and spec.get("persistentVolumeReclaimPolicy") == "Delete"):
+                self.store.delete("pv", entry.obj["metadata"]["name"])
 
     def _reconcile_deployment(self, entry: Entry) -> None:
         deploy = entry.obj

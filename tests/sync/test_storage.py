@@ -114,10 +114,18 @@ async def test_claims_and_volumes_sync_and_are_charged_as_their_namespaces_stora
             # A namespace without claims pays no persistent storage (its pods report none).
             assert rows["kube-system"]["storageCost"] == "0.000000"
 
-            # The namespace goes: kubesim tears down its claims, the sync marks them deleted.
+            # The namespace goes: kubesim tears down its claims, the volume controller deletes
+            # the volumes they were bound to (reclaim policy Delete), and the sync marks both
+            # deleted.
             sim.store.delete("namespaces", NAMESPACE)
+            sim.fleet.reconcile()
             await eventually(lambda: _claims(db_pool, cluster),
                              lambda c: all(r["deleted_at"] is not None for r in c.values()))
+            volumes = await eventually(lambda: db_pool.fetch(
+                """SELECT claim_name, deleted_at IS NOT NULL AS gone FROM k8s_persistent_volumes
+                    WHERE cluster_id = $1 AND claim_namespace = $2""", cluster, NAMESPACE),
+                lambda rows: all(r["gone"] for r in rows))
+            assert sorted(r["claim_name"] for r in volumes) == ["cron-data", "scratch"]
             assert sync.status == "active"
 
 
