@@ -7,6 +7,7 @@ The history is built against a fixed instant (tests/clock.py), never today's dat
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,7 +16,7 @@ import asyncpg
 from app.demo_history import build_history
 from kubesim import KubeSim
 from schema.relay import to_global_id
-from tests.api import Api
+from tests.api import Api, make_tenant
 from tests.clock import MID_MONTH, FrozenClock, serving_clock
 from tests.sync.factories import make_vault, register_cluster
 
@@ -33,12 +34,14 @@ async def test_history_gives_yesterdays_costs_daily_rollups_and_a_provisional_ho
     api: Api, db_pool: asyncpg.Pool
 ) -> None:
     vault = make_vault()
+    # A tenant of its own: the session's tenants are expected to hold no clusters.
+    tenant = await make_tenant(db_pool, f"history-{uuid.uuid4().hex[:8]}")
     async with KubeSim.start(fleet="small", seed=7, start_time=START) as sim:
         async with db_pool.acquire() as conn:
             cluster = await register_cluster(conn, vault, server=sim.url, token=sim.token,
-                                             org_id=api.a.org_id)
+                                             org_id=tenant.org_id)
         history = await build_history(db_pool, sim=sim, vault=vault, cluster_id=cluster,
-                                      organization_id=api.a.org_id, clock=lambda: NOW)
+                                      organization_id=tenant.org_id, clock=lambda: NOW)
 
     # 12 Mar 12:00 to 15 Mar 12:25 is 72 h 25 min = 4345 min: a sample every 15 minutes from
     # the start, the last at 12:15 (12:30 is past the end) = 4335 / 15 + 1 = 290 samples, each
@@ -60,7 +63,7 @@ async def test_history_gives_yesterdays_costs_daily_rollups_and_a_provisional_ho
         cluster, START, NOW)
     assert churned > 0
 
-    viewer = api.a.tokens["viewer"]
+    viewer = tenant.tokens["viewer"]
     with serving_clock(api.app, FrozenClock(NOW)):
         yesterday = await api.gql(COSTS, {"from": (MID_MONTH - timedelta(hours=36)).isoformat(),
                                           "to": (MID_MONTH - timedelta(hours=12)).isoformat()},

@@ -9,6 +9,7 @@ claim, ``cron-data``: 50Gi of ``gp3``, bound to a volume provisioned for it, mou
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
@@ -20,7 +21,7 @@ from cost.pricing import BASELINE_FROM, set_cluster_pricing
 from kubesim import KubeSim
 from sync.mappers import BadObject
 from sync.storage_mappers import map_persistent_volume, map_persistent_volume_claim
-from tests.api import Api
+from tests.api import Api, make_tenant
 from tests.clock import MID_MONTH
 from tests.cost.helpers import BOOK
 from tests.sync.conftest import eventually, new_cluster, running_sync
@@ -49,6 +50,8 @@ async def test_claims_and_volumes_sync_and_are_charged_as_their_namespaces_stora
 ) -> None:
     hour = MID_MONTH - 2 * HOUR  # 10:00; the fleet (and its claims) start here
     vault = make_vault()
+    # A tenant of its own: the session's tenants are expected to hold no clusters.
+    tenant = await make_tenant(db_pool, f"storage-{uuid.uuid4().hex[:8]}")
     async with KubeSim.start(fleet="small", seed=1, start_time=hour) as sim:
         assert sim.fleet is not None
         pod = next(p for p in sim.store.list("pods", namespace=NAMESPACE)
@@ -65,10 +68,10 @@ async def test_claims_and_volumes_sync_and_are_charged_as_their_namespaces_stora
                      "resources": {"requests": {"storage": "8Gi"}}},
             "status": {"phase": "Pending"}})
 
-        cluster = await new_cluster(db_pool, vault, sim, org_id=api.a.org_id)
+        cluster = await new_cluster(db_pool, vault, sim, org_id=tenant.org_id)
         async with db_pool.acquire() as conn:
             await set_cluster_pricing(
-                conn, organization_id=api.a.org_id, cluster_id=cluster,
+                conn, organization_id=tenant.org_id, cluster_id=cluster,
                 effective_from=BASELINE_FROM, book=BOOK, storage_gib_hour=Decimal("0.0002"),
                 storage_classes={"gp3": Decimal("0.00011")},
             )
@@ -100,7 +103,7 @@ async def test_claims_and_volumes_sync_and_are_charged_as_their_namespaces_stora
                                    now=MID_MONTH)
             body = await api.gql(COSTS, {"from": hour.isoformat(),
                                          "to": (hour + HOUR).isoformat()},
-                                 token=api.a.tokens["viewer"])
+                                 token=tenant.tokens["viewer"])
             rows = {r["namespace"]: r for r in body["data"]["costs"]}
             # cron-data: 50 GiB x 1 h x 0.00011 (gp3's own price)   = 0.005500
             # scratch:    5 GiB x 0.5 h (from 10:30) x 0.0002 (the cluster's storage price,
