@@ -72,7 +72,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     # uvicorn shuts the server down gracefully on Ctrl-C, then re-raises the signal.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_demo(settings, host=args.host, port=args.port, fleet=args.fleet,
-                             seed=args.seed))
+                             seed=args.seed, history_days=args.history_days))
     return 0
 
 
@@ -446,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="size of the simulated fleet (default small)")
     demo.add_argument("--seed", type=int, default=7,
                       help="random seed of the simulation, for a repeatable fleet (default 7)")
+    demo.add_argument("--history-days", type=int, default=None, metavar="DAYS",
+                      help="days of simulated history (usage, churn, cost) the fleet starts "
+                           "with on a fresh database; 0 for none (default: 3 for the small "
+                           "fleet, 1 for medium, 0 for large)")
     demo.set_defaults(handler=_demo)
 
     command(sub, "migrate", "upgrade the database to the latest revision").set_defaults(

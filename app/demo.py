@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import uvicorn
@@ -24,11 +28,21 @@ from app.settings import Settings
 from app.tenancy import create_organization, create_token
 from app.vault import Vault, generate_key
 
+if TYPE_CHECKING:
+    from kubesim import KubeSim
+
 log = logging.getLogger(__name__)
 
 DEMO_ORG = "demo"
 DEMO_CLUSTER = "demo-cluster"
 DEMO_TOKEN_FILE = "demo.token"
+# Days of history a fresh demo starts with, by fleet: the simulator's step grows with the
+# fleet (small ~5 ms, medium ~130 ms; 3 days are 869 steps), so the bigger fleets start with
+# less, the large one with none.
+DEFAULT_HISTORY_DAYS = {"small": 3, "medium": 1, "large": 0}
+# A monthly budget for one of the fleet's teams, so budgets and forecasts have one to show.
+DEMO_BUDGET_TEAM = "payments"
+DEMO_BUDGET = Decimal("250")
 
 
 def demo_key(data_dir: Path) -> str:
@@ -101,40 +115,105 @@ async def register_demo_cluster(pool: asyncpg.Pool, settings: Settings,
     return token
 
 
-async def run_demo(settings: Settings, *, host: str, port: int, fleet: str, seed: int) -> None:
+async def _demo_cluster(
+    db: asyncpg.Pool | asyncpg.Connection,
+) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The demo organization's id and its cluster's, once registered."""
+    row = await db.fetchrow(
+        """SELECT o.id AS organization_id, c.id AS cluster_id
+             FROM organizations o JOIN k8s_clusters c ON c.organization_id = o.id
+            WHERE o.slug = $1 AND c.name = $2""",
+        DEMO_ORG, DEMO_CLUSTER,
+    )
+    return (row["organization_id"], row["cluster_id"]) if row is not None else None
+
+
+async def _history_start(url: str, history_days: int) -> datetime | None:
+    """Where a fresh demo's history starts (``history_days`` before the current hour); None
+    when there is to be none: asked for none, or the demo cluster is there from before."""
+    if history_days <= 0:
+        return None
+    conn = await asyncpg.connect(url)
+    try:
+        if await _demo_cluster(conn) is not None:
+            return None
+    finally:
+        await conn.close()
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
+        days=history_days)
+
+
+async def _first_start(pool: asyncpg.Pool, settings: Settings, sim: KubeSim) -> None:
+    """On a fresh database: the fleet's past days (app.demo_history) and a team budget to
+    measure them against, so costs, budgets, forecasts and daily rollups show at once."""
+    from app.demo_history import build_history
+    from cost.budgets import set_budget
+
+    registered = await _demo_cluster(pool)
+    assert registered is not None
+    organization_id, cluster_id = registered
+    history = await build_history(
+        pool, sim=sim, vault=Vault.from_env(settings.encryption_keys), cluster_id=cluster_id,
+        organization_id=organization_id, clock=lambda: datetime.now(UTC),
+    )
+    async with pool.acquire() as conn:
+        await set_budget(conn, organization_id=organization_id, scope_kind="team",
+                         scope_value=DEMO_BUDGET_TEAM, amount_monthly=DEMO_BUDGET)
+    print(f"History: {history.started_at:%Y-%m-%d %H:%M} UTC to now, "
+          f"{len(history.costed.computed)} hours costed, in {history.seconds:.0f} s.",
+          flush=True)
+
+
+async def run_demo(settings: Settings, *, host: str, port: int, fleet: str, seed: int,
+                   history_days: int | None = None) -> None:
     """kubesim first, then the demo cluster registered (or re-keyed to this run's kubesim)
     before the server starts: the sync's first attempt already goes to the right address, so
-    a restart never warns about the previous run's kubesim port."""
-    from app.http_protocol import uvicorn_http_options
+    a restart never warns about the previous run's kubesim port.
+
+    On a fresh database the fleet starts ``history_days`` in the past (by default
+    :data:`DEFAULT_HISTORY_DAYS` for its size) and lives them at speed before the server
+    starts (app.demo_history); a restart keeps the history it has."""
     from app.migrations import upgrade_to_head_async
-    from app.server import create_app
     from kubesim import KubeSim
 
     with database_url_or_embedded(settings.database_url, settings.data_dir) as url:
         settings = settings.with_(database_url=url)
         await upgrade_to_head_async(url)
-        async with KubeSim.start(fleet=fleet, seed=seed, realtime=True) as sim:
+        days = DEFAULT_HISTORY_DAYS.get(fleet, 0) if history_days is None else history_days
+        start_time = await _history_start(url, days)
+        async with KubeSim.start(fleet=fleet, seed=seed, start_time=start_time) as sim:
             pool = await create_pool(url, max_size=2)
             try:
                 token = await register_demo_cluster(pool, settings,
                                                     yaml.safe_dump(sim.kubeconfig))
+                if start_time is not None:
+                    await _first_start(pool, settings, sim)
             finally:
                 await close_pool(pool)
-            app = create_app(settings, migrate=False)
-            # Demo only: GraphiQL opens with the admin token already in its headers editor. A
-            # real server never sets this, so its pages never carry a token.
-            app.state.graphiql_initial_headers = {"Authorization": f"Bearer {token}"}
-            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on",
-                                                   log_config=None, log_level="warning",
-                                                   **uvicorn_http_options(settings)))
-            serving = asyncio.create_task(server.serve())
-            while not server.started:
-                if serving.done():
-                    await serving
-                    return
-                await asyncio.sleep(0.05)
-            print(f"\nFleetGraph demo is up. kubesim ({fleet} fleet, seed {seed}) at {sim.url}")
-            print(f"GraphiQL: http://{host}:{port}/graphql")
-            print(f'Send the header {{"Authorization": "Bearer {token}"}} (admin, org "demo").\n',
-                  flush=True)
+            sim.start_realtime()
+            await _serve(settings, host=host, port=port, token=token,
+                         banner=f"kubesim ({fleet} fleet, seed {seed}) at {sim.url}")
+
+
+async def _serve(settings: Settings, *, host: str, port: int, token: str, banner: str) -> None:
+    from app.http_protocol import uvicorn_http_options
+    from app.server import create_app
+
+    app = create_app(settings, migrate=False)
+    # Demo only: GraphiQL opens with the admin token already in its headers editor. A real
+    # server never sets this, so its pages never carry a token.
+    app.state.graphiql_initial_headers = {"Authorization": f"Bearer {token}"}
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on",
+                                           log_config=None, log_level="warning",
+                                           **uvicorn_http_options(settings)))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
             await serving
+            return
+        await asyncio.sleep(0.05)
+    print(f"\nFleetGraph demo is up. {banner}")
+    print(f"GraphiQL: http://{host}:{port}/graphql")
+    print(f'Send the header {{"Authorization": "Bearer {token}"}} (admin, org "demo").\n',
+          flush=True)
+    await serving

@@ -29,7 +29,9 @@ From a shell: ``python -m kubesim --port P --fleet small --seed S --kubeconfig-o
 
 Served API
 ----------
-core/v1 namespaces, nodes, pods, resourcequotas, secrets, events; apps/v1 deployments,
+core/v1 namespaces, nodes, pods, resourcequotas, secrets, events, persistentvolumeclaims,
+persistentvolumes (the fleet's claims are Bound to volumes provisioned for them, see
+``Fleet.create_claim``); apps/v1 deployments,
 replicasets (+ ``deployments/scale``, ``*/status``); metrics.k8s.io/v1beta1 nodes and pods;
 ``/version``, ``/api``, ``/apis`` and per-group discovery; Table output for kubectl. Lists
 page with ``limit``/``continue`` and filter by ``labelSelector`` and ``fieldSelector``

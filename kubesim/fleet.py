@@ -89,6 +89,10 @@ ENVIRONMENTS = ("prod", "staging", "dev")
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 CPU_REQUESTS = ("25m", "50m", "100m", "100m", "200m", "250m", "500m")
 MEMORY_REQUESTS = ("64Mi", "128Mi", "128Mi", "256Mi", "512Mi", "1Gi")
+# EBS CSI storage classes and the sizes teams ask for (requests are what cost is charged on).
+STORAGE_CLASSES = ("gp3", "gp3", "gp2", "io2")
+CLAIM_SIZES = ("10Gi", "20Gi", "50Gi", "100Gi", "200Gi")
+CSI_DRIVER = "ebs.csi.aws.com"
 CHARTS = (
     ("nginx", "15.4.2", "1.25.3"),
     ("redis", "18.6.1", "7.2.4"),
@@ -159,6 +163,9 @@ class Fleet:
         self.seed = seed
         self.size = FLEETS[size] if isinstance(size, str) else size
         self.rng = random.Random(seed)
+        # Storage has its own stream, so adding claims leaves every other choice of a seed
+        # as it was.
+        self._storage_rng = random.Random(f"kubesim-storage-{seed}")
         self.stats = FleetStats()
         self._elapsed = 0.0
         self._load: dict[tuple[str, str], float] = {}
@@ -217,6 +224,7 @@ class Fleet:
                     guaranteed=rng.random() < 0.2,
                     helm_chart=helm_chart,
                     pod_team=rng.choice(TEAMS) if rng.random() < 0.1 else None,
+                    claim=self._maybe_claim(name, app, index=app_index),
                 )
             if index % 2 == 0:
                 self._create_quota(name)
@@ -383,6 +391,7 @@ class Fleet:
         guaranteed: bool,
         helm_chart: tuple[str, str, str] | None = None,
         pod_team: str | None = None,
+        claim: str | None = None,
     ) -> None:
         labels = {"app": name, "app.kubernetes.io/name": name}
         pod_labels = dict(labels)
@@ -411,6 +420,10 @@ class Fleet:
             "terminationMessagePath": "/dev/termination-log",
             "terminationMessagePolicy": "File",
         }
+        volumes: list[Obj] = []
+        if claim:
+            container["volumeMounts"] = [{"name": "data", "mountPath": "/var/lib/data"}]
+            volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
         deployment = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -433,6 +446,7 @@ class Fleet:
                         "dnsPolicy": "ClusterFirst",
                         "schedulerName": "default-scheduler",
                         "serviceAccountName": "default",
+                        **({"volumes": volumes} if volumes else {}),
                     },
                 },
             },
@@ -443,6 +457,79 @@ class Fleet:
         self._load[(namespace, name)] = self._base_load[(namespace, name)]
         if helm_chart:
             self._create_helm_history(namespace, name, helm_chart, replicas, image)
+
+    def _maybe_claim(self, namespace: str, app: str, *, index: int) -> str | None:
+        """Most teams' first workload keeps data on a PersistentVolumeClaim: a claim bound to
+        a dynamically provisioned volume, as the EBS CSI driver leaves them."""
+        if index != 0 or self._storage_rng.random() >= 0.75:
+            return None
+        name = f"{app}-data"
+        self.create_claim(
+            namespace,
+            name,
+            size=self._storage_rng.choice(CLAIM_SIZES),
+            storage_class=self._storage_rng.choice(STORAGE_CLASSES),
+        )
+        return name
+
+    def create_claim(self, namespace: str, name: str, *, size: str, storage_class: str) -> Obj:
+        """A Bound PersistentVolumeClaim of ``size`` and the PersistentVolume provisioned for
+        it (named ``pvc-<claim uid>``, the external provisioner's convention); returns the
+        claim."""
+        uid = self.store.new_uid()
+        volume = f"pvc-{uid}"
+        modes = ["ReadWriteOnce"]
+        claim = self.store.create(
+            "persistentvolumeclaims",
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": uid,
+                    "annotations": {
+                        "pv.kubernetes.io/bind-completed": "yes",
+                        "pv.kubernetes.io/bound-by-controller": "yes",
+                        "volume.kubernetes.io/storage-provisioner": CSI_DRIVER,
+                    },
+                },
+                "spec": {
+                    "accessModes": modes,
+                    "resources": {"requests": {"storage": size}},
+                    "storageClassName": storage_class,
+                    "volumeMode": "Filesystem",
+                    "volumeName": volume,
+                },
+                "status": {"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}},
+            },
+            preserve_metadata=True,
+        )
+        handle = "vol-0" + "".join(self._storage_rng.choice("0123456789abcdef") for _ in range(16))
+        self.store.create(
+            "persistentvolumes",
+            {
+                "metadata": {
+                    "name": volume,
+                    "annotations": {"pv.kubernetes.io/provisioned-by": CSI_DRIVER},
+                },
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": modes,
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "storageClassName": storage_class,
+                    "volumeMode": "Filesystem",
+                    "claimRef": {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "namespace": namespace,
+                        "name": name,
+                        "uid": uid,
+                    },
+                    "csi": {"driver": CSI_DRIVER, "volumeHandle": handle, "fsType": "ext4"},
+                },
+                "status": {"phase": "Bound"},
+            },
+        )
+        return claim
 
     def _create_helm_history(
         self, namespace: str, name: str, chart: tuple[str, str, str], replicas: int, image: str
@@ -528,13 +615,25 @@ class Fleet:
         self.reconcile(namespace=namespace)
 
     def reconcile(self, *, namespace: str | None = None) -> None:
-        """One pass of the deployment, ReplicaSet, scheduler and quota controllers (over one
-        namespace's Deployments and quotas, if given)."""
+        """One pass of the deployment, ReplicaSet, scheduler, quota and volume controllers
+        (over one namespace's Deployments and quotas, if given)."""
         if not self._building:
             self._recount_node_requests()
         for entry in list(self.store.iter_entries("deployments", namespace=namespace)):
             self._reconcile_deployment(entry)
         self._update_quotas(namespace)
+        self._reclaim_volumes()
+
+    def _reclaim_volumes(self) -> None:
+        """The PersistentVolume controller's ``Delete`` reclaim policy: a volume whose claim is
+        gone (deleted, or taken down with its namespace) is deleted too."""
+        claims = {e.obj["metadata"]["uid"] for e in self.store.iter_entries("pvc")}
+        for entry in list(self.store.iter_entries("pv")):
+            spec = entry.obj.get("spec") or {}
+            claim = (spec.get("claimRef") or {}).get("uid")
+            if (claim and claim not in claims
+                    and spec.get("persistentVolumeReclaimPolicy") == "Delete"):
+                self.store.delete("pv", entry.obj["metadata"]["name"])
 
     def _reconcile_deployment(self, entry: Entry) -> None:
         deploy = entry.obj

@@ -250,6 +250,11 @@ QUANTITY_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
     "ReplicaSet": tuple(("spec", "template", "spec", *p) for p in _POD_SPEC),
     "Node": (("status", "capacity"), ("status", "allocatable")),
     "ResourceQuota": (("spec", "hard"), ("status", "hard"), ("status", "used")),
+    "PersistentVolumeClaim": (
+        ("spec", "resources", "requests"), ("spec", "resources", "limits"),
+        ("status", "capacity"),
+    ),
+    "PersistentVolume": (("spec", "capacity"),),
 }
 
 

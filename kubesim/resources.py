@@ -52,6 +52,12 @@ CORE = (
     ),
     Resource("", "v1", "secrets", "Secret", True),
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    Resource(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+        subresources=("status",),
+    ),
+    Resource("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",),
+             subresources=("status",)),
     Resource("", "v1", "events", "Event", True, ("ev",)),
 )
 APPS = (

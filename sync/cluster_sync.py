@@ -77,6 +77,7 @@ from sync.mappers import (
 )
 from sync.metrics import read_metrics, write_metrics
 from sync.notify import notify_changes
+from sync.storage_mappers import map_persistent_volume, map_persistent_volume_claim
 from sync.writer import HELM, QUOTAS, Batch, ClusterWriter, OomLedger
 
 __all__ = [
@@ -89,6 +90,7 @@ __all__ = [
     "ClusterSync",
     "Flusher",
     "SyncOptions",
+    "kind_specs",
     "kubeconfig_aad",
     "status_for",
 ]
@@ -449,32 +451,7 @@ class ClusterSync:
         self._changed()
 
     def _specs(self, ledger: OomLedger) -> list[KindSpec]:
-        def tombstone(row: Row) -> Row:
-            row["deleted_at"] = datetime.now(UTC)
-            return row
-
-        def pod(obj: dict[str, Any]) -> Row:
-            return ledger.apply(map_pod(obj))
-
-        def table(
-            kind: str, api_kind: str, path: str, mapper: Any, **extra: Any
-        ) -> KindSpec:
-            return KindSpec(kind=kind, api_kind=api_kind, path=path, decode=mapper,
-                            tombstone=tombstone, **extra)
-
-        return [
-            table("namespaces", "Namespace", "/api/v1/namespaces", map_namespace),
-            table("nodes", "Node", "/api/v1/nodes", map_node),
-            table("replicasets", "ReplicaSet", "/apis/apps/v1/replicasets", map_replicaset),
-            table("deployments", "Deployment", "/apis/apps/v1/deployments", map_deployment),
-            table("pods", "Pod", "/api/v1/pods", pod),
-            KindSpec(kind=QUOTAS, api_kind="ResourceQuota", path="/api/v1/resourcequotas",
-                     decode=map_resource_quota),
-            # Optional: its grant (deploy/watched-cluster-helm-rbac.yaml) may be left out.
-            KindSpec(kind=HELM, api_kind="Secret", path="/api/v1/secrets",
-                     decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR,
-                     optional=True),
-        ]
+        return kind_specs(ledger)
 
     async def _sync(self, api: ApiClient, backoff: Backoff, setup: Backoff) -> None:
         # /version answered like Kubernetes: whatever failed before is over.
@@ -811,6 +788,41 @@ class ClusterSync:
         )
         if status != "UPDATE 0" and self._flusher is not None:
             self._flusher.touch(kinds=["cluster"])
+
+
+def kind_specs(ledger: OomLedger) -> list[KindSpec]:
+    """What the sync lists and watches, in order, and how each object becomes a buffer
+    value (the demo's history replays its fleet through the same decoders)."""
+    def tombstone(row: Row) -> Row:
+        row["deleted_at"] = datetime.now(UTC)
+        return row
+
+    def pod(obj: dict[str, Any]) -> Row:
+        return ledger.apply(map_pod(obj))
+
+    def table(
+        kind: str, api_kind: str, path: str, mapper: Any, **extra: Any
+    ) -> KindSpec:
+        return KindSpec(kind=kind, api_kind=api_kind, path=path, decode=mapper,
+                        tombstone=tombstone, **extra)
+
+    return [
+        table("namespaces", "Namespace", "/api/v1/namespaces", map_namespace),
+        table("nodes", "Node", "/api/v1/nodes", map_node),
+        table("replicasets", "ReplicaSet", "/apis/apps/v1/replicasets", map_replicaset),
+        table("deployments", "Deployment", "/apis/apps/v1/deployments", map_deployment),
+        table("pods", "Pod", "/api/v1/pods", pod),
+        table("persistentvolumeclaims", "PersistentVolumeClaim",
+              "/api/v1/persistentvolumeclaims", map_persistent_volume_claim),
+        table("persistentvolumes", "PersistentVolume", "/api/v1/persistentvolumes",
+              map_persistent_volume),
+        KindSpec(kind=QUOTAS, api_kind="ResourceQuota", path="/api/v1/resourcequotas",
+                 decode=map_resource_quota),
+        # Optional: its grant (deploy/watched-cluster-helm-rbac.yaml) may be left out.
+        KindSpec(kind=HELM, api_kind="Secret", path="/api/v1/secrets",
+                 decode=decode_storage_secret, label_selector=HELM_LABEL_SELECTOR,
+                 optional=True),
+    ]
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -129,7 +129,9 @@ INSERT INTO k8s_resource_metrics
         oom_kills)
 SELECT $1, level, namespace, name, $2, cpu,
        -- A sum of bigints is numeric and may pass 2^63-1: saturate, never fail the sample.
-       LEAST(memory, 9223372036854775807)::bigint, restarts, oom_kills FROM samples
+       -- (Not LEAST: it ignores a NULL, and a pod without usage would read 2^63-1 bytes.)
+       CASE WHEN memory > 9223372036854775807 THEN 9223372036854775807 ELSE memory END::bigint,
+       restarts, oom_kills FROM samples
 ON CONFLICT DO NOTHING
 """
 

@@ -12,7 +12,8 @@ never hears of a change it cannot yet read; at most one per flush)::
      "health_status": "degraded"}               # the cluster's health_status after the flush
 
 ``kinds`` uses the names ``namespaces``, ``nodes``, ``deployments``, ``replicasets``, ``pods``,
-``resourcequotas`` (the namespace quota columns), ``helmreleases``, ``metrics`` (usage columns
+``resourcequotas`` (the namespace quota columns), ``helmreleases``, ``persistentvolumeclaims``,
+``persistentvolumes``, ``metrics`` (usage columns
 and k8s_resource_metrics rows) and ``cluster`` (status/error/version columns of k8s_clusters).
 
 ``fleetgraph_registry`` (sent by the API on register/update/rotate/delete/triggerSync, heard

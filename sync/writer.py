@@ -158,6 +158,23 @@ TABLES: dict[str, TableSpec] = {
         ),
     )
 }
+# Storage, for cost (sync/storage_mappers.py): claims and the volumes they bind.
+TABLES.update((spec.kind, spec) for spec in (
+    TableSpec(
+        kind="persistentvolumeclaims",
+        table="k8s_persistent_volume_claims",
+        object_kind="PersistentVolumeClaim",
+        columns=(*_COMMON, "namespace", "labels", "storage_class", "volume_name", "phase",
+                 "access_modes", "requests_storage_bytes", "capacity_bytes"),
+    ),
+    TableSpec(
+        kind="persistentvolumes",
+        table="k8s_persistent_volumes",
+        object_kind="PersistentVolume",
+        columns=(*_COMMON, "labels", "storage_class", "capacity_bytes", "phase",
+                 "reclaim_policy", "claim_namespace", "claim_name", "claim_uid", "csi_driver"),
+    ),
+))
 # Order matters inside a flush: namespaces before quotas, ReplicaSets before pods.
 TABLE_KINDS = tuple(TABLES)
 ALL_KINDS = (*TABLE_KINDS, QUOTAS, HELM)

@@ -1,5 +1,7 @@
 """``fleetgraph demo`` as a newcomer runs it: a real process that registers a kubesim fleet
-through the real path, syncs it, and answers GraphQL with live data; Ctrl-C stops it cleanly."""
+through the real path, syncs it, and answers GraphQL with live data and cost from its first
+minute (a day of history here; the figures are pinned in test_demo_history.py); Ctrl-C stops
+it cleanly."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import re
 import signal
 import socket
 import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -17,6 +21,9 @@ FLEETGRAPH = str(Path(sys.executable).with_name("fleetgraph"))
 QUERY = """{ clusters { edges { node { name status
     health { status nodesTotal podsTotal podsRunning }
     namespaces(first: 50) { totalCount } } } } }"""
+COSTS = """query($from: DateTime!, $to: DateTime!) {
+  costs(window: {from: $from, to: $to}) { provisional totalCost }
+  budgets { scopeValue } }"""
 
 
 def _free_port() -> int:
@@ -33,7 +40,8 @@ async def test_demo_serves_a_live_synced_fleet(isolated_database_url: str, tmp_p
                FLEETGRAPH_METRICS_INTERVAL="2")
     proc = await asyncio.create_subprocess_exec(
         FLEETGRAPH, "demo", "--port", str(port), "--fleet", "small", "--seed", "3",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "--history-days", "1", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
     try:
@@ -59,6 +67,22 @@ async def test_demo_serves_a_live_synced_fleet(isolated_database_url: str, tmp_p
         assert node["name"] == "demo-cluster"
         assert node["health"]["nodesTotal"] == 3 and node["namespaces"]["totalCount"] >= 4
         assert node["health"]["podsRunning"] > 0
+        # The day before the demo started is costed already (final), and so is the running
+        # hour (provisional).
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answers = [
+                (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"},
+                                 json={"query": COSTS, "variables": {
+                                     "from": start.isoformat(), "to": end.isoformat()}})).json()
+                for start, end in ((hour - timedelta(days=2), hour - timedelta(hours=1)),
+                                   (hour, hour + timedelta(hours=1)))]
+        past, running = (a["data"]["costs"] for a in answers)
+        assert past and not any(r["provisional"] for r in past)
+        assert sum(Decimal(r["totalCost"]) for r in past) > 0
+        assert running and all(r["provisional"] for r in running)
+        body = answers[0]
+        assert body["data"]["budgets"] == [{"scopeValue": "payments"}]
     finally:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(15):

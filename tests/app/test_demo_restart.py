@@ -25,7 +25,8 @@ async def _demo_run(database_url: str, data_dir: Path) -> tuple[str, str]:
     env = environment(DATABASE_URL=database_url, FLEETGRAPH_DATA_DIR=str(data_dir))
     proc = await asyncio.create_subprocess_exec(
         FLEETGRAPH, "demo", "--port", str(port), "--fleet", "small", "--seed", "2",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        "--history-days", "0", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
     assert proc.stdout is not None
     output: list[str] = []
     token = None

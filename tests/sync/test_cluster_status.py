@@ -28,7 +28,7 @@ from tests.sync.factories import register_cluster
 from tests.sync.test_cluster_sync import cluster_row, new_pod
 
 KINDS = {"namespaces", "nodes", "replicasets", "deployments", "pods", "resourcequotas",
-         "helmreleases"}
+         "helmreleases", "persistentvolumeclaims", "persistentvolumes"}
 
 
 def states(row: asyncpg.Record) -> dict[str, str]:
@@ -157,7 +157,8 @@ async def test_active_only_once_every_kind_is_listed_and_watching(
         # it are still waiting, and none of them watches before every kind is written.
         assert states(row) == {"namespaces": "listed", "nodes": "listed",
                                "replicasets": "listed", "deployments": "backoff",
-                               "pods": "pending", "resourcequotas": "pending",
+                               "pods": "pending", "persistentvolumeclaims": "pending",
+                               "persistentvolumes": "pending", "resourcequotas": "pending",
                                "helmreleases": "pending"}
         await asyncio.sleep(0.5)
         await status()

@@ -68,7 +68,7 @@ async def test_fleet_is_listed_with_exact_counts(
         assert cluster["kubernetes_version"]
         assert set(cluster["sync_progress"]) == {
             "namespaces", "nodes", "replicasets", "deployments", "pods", "resourcequotas",
-            "helmreleases",
+            "helmreleases", "persistentvolumeclaims", "persistentvolumes",
         }
         assert cluster["sync_progress"]["pods"]["items"] == len(live(sim, "pods"))
         assert cluster["health_status"] in {"healthy", "degraded", "critical"}

@@ -134,7 +134,7 @@ async def test_registry_changes_are_picked_up_without_restart(
         assert await request_resync(pool, cluster_id)
         await eventually(
             lambda: asyncio.sleep(0, [i.relists for i in sync.informers]),
-            lambda relists: len(relists) == 7 and all(n >= 1 for n in relists),
+            lambda relists: len(relists) == 9 and all(n >= 1 for n in relists),
             within=5,
         )
 
