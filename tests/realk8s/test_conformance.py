@@ -306,13 +306,20 @@ async def test_label_and_field_selectors_filter_lists(server: ApiServer) -> None
 
 
 async def test_a_watch_with_bookmarks_gets_one_before_its_timeout(server: ApiServer) -> None:
-    ns = await new_namespace(server)
+    ns, elsewhere = await new_namespace(server), await new_namespace(server)
     path = f"/api/v1/namespaces/{ns}/secrets"
     start = (await server.ok("GET", path))["metadata"]["resourceVersion"]
-    # 8 s: the real watch cache of a kind with no writes moves on with etcd's progress
-    # notifications (every 5 s in this tier), and only then serves a watch from ``start``.
+
+    async def move_the_watch_cache_on() -> None:
+        # A Secret written in another namespace: the real watch cache sends a watcher its
+        # pre-timeout BOOKMARK at the version it has processed, which otherwise moves only
+        # with etcd's progress notifications (every 5 s in this tier; one missed, and the
+        # 8 s watch ended with nothing). Not an event of this watch's namespace.
+        await server.ok("POST", f"/api/v1/namespaces/{elsewhere}/secrets",
+                        body=secret("progress"))
+
     events = await server.watch(path, {"resourceVersion": start, "allowWatchBookmarks": "true",
-                                       "timeoutSeconds": "8"})
+                                       "timeoutSeconds": "8"}, during=move_the_watch_cache_on)
     assert events, "no BOOKMARK before the watch timed out"
     assert {e["type"] for e in events} == {"BOOKMARK"}
     bookmark = events[-1]["object"]
