@@ -77,4 +77,4 @@ bench-peers: $(STAMP) $(BENCH_PEERS_STAMP)
 	PYTHONPATH=. $(BIN)/python bench/bench_peers.py
 
 clean:
-	rm -rf $(VENV) .fleetgraph $(GRAPHIQL)/node_modules $(PEERS)/node_modules test-artifacts
+	rm -rf $(VENV) .fleetgraph $(GRAPHIQL)/node_modules $(PEERS)/node_modules bench/peers/node_modules test-artifacts
