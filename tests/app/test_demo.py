@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -68,15 +69,24 @@ async def test_demo_serves_a_live_synced_fleet(isolated_database_url: str, tmp_p
         assert node["health"]["nodesTotal"] == 3 and node["namespaces"]["totalCount"] >= 4
         assert node["health"]["podsRunning"] > 0
         # The day before the demo started is costed already (final), and so is the running
-        # hour (provisional).
-        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        # hour (provisional). Just past an hour's turn the new hour has no row until the
+        # scheduler's next tick (every 60 s), so the running hour is asked for until it has.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            answers = [
-                (await http.post("/graphql", headers={"Authorization": f"Bearer {token}"},
-                                 json={"query": COSTS, "variables": {
-                                     "from": start.isoformat(), "to": end.isoformat()}})).json()
-                for start, end in ((hour - timedelta(days=2), hour - timedelta(hours=1)),
-                                   (hour, hour + timedelta(hours=1)))]
+            async def costs(start: datetime, end: datetime) -> dict[str, Any]:
+                answer: dict[str, Any] = (await http.post(
+                    "/graphql", headers={"Authorization": f"Bearer {token}"},
+                    json={"query": COSTS, "variables": {
+                        "from": start.isoformat(), "to": end.isoformat()}})).json()
+                return answer
+
+            async with asyncio.timeout(90):
+                while True:
+                    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+                    answers = [await costs(hour - timedelta(days=2), hour - timedelta(hours=1)),
+                               await costs(hour, hour + timedelta(hours=1))]
+                    if answers[1]["data"]["costs"]:
+                        break
+                    await asyncio.sleep(1)
         past, running = (a["data"]["costs"] for a in answers)
         assert past and not any(r["provisional"] for r in past)
         assert sum(Decimal(r["totalCost"]) for r in past) > 0
