@@ -2,8 +2,10 @@
 
 This is client-go's reflector loop, kept small:
 
-1. a paged list (``limit``/``continue``) becomes a *snapshot* in the cluster's buffer (the
-   flush marks deleted whatever of that kind the snapshot does not hold);
+1. a paged list (``limit``/``continue``) hands each page's objects to the cluster's buffer as
+   it arrives (so the flusher writes them while later pages are fetched and mapped), and ends
+   with a *snapshot* of every uid it saw (the flush marks deleted whatever of that kind the
+   snapshot does not hold);
 2. a watch from the list's ``resourceVersion`` with bookmarks feeds ADDED/MODIFIED/DELETED
    events into the same buffer, remembering the newest version it saw;
 3. when the stream ends (server timeout, a cut connection) it re-watches from that version,
@@ -101,6 +103,8 @@ class Sink(Protocol):
     """Where informers put changes (the cluster's flusher)."""
 
     def put(self, kind: str, uid: str, value: Any) -> None: ...
+
+    def put_many(self, kind: str, values: dict[str, Any]) -> None: ...
 
     def replace(self, kind: str, values: dict[str, Any]) -> None: ...
 
@@ -355,6 +359,21 @@ class Informer:
                     handed[decoded[0]] = version
         return unchanged
 
+    def _hand_over_page(
+        self, items: list[dict[str, Any]], values: dict[str, Any], handed: dict[str, str]
+    ) -> int:
+        """Decode one page and hand its new states to the sink at once, so that they are
+        written while the next pages are fetched and mapped; ``values`` gets every uid of
+        the page as UNCHANGED, for the snapshot the whole list ends with (which then only
+        marks deleted what no page held). Returns how many were unchanged."""
+        page: dict[str, Any] = {}
+        unchanged = self._take_page(items, page, handed)
+        if len(page) > unchanged:
+            self._sink.put_many(self.spec.kind,
+                                {uid: v for uid, v in page.items() if v is not UNCHANGED})
+        values.update(dict.fromkeys(page, UNCHANGED))
+        return unchanged
+
     async def list(self) -> str:
         """A full paged list into the buffer as a snapshot; returns its resourceVersion."""
         self.list_started_at = now_utc()
@@ -372,7 +391,7 @@ class Informer:
                     label_selector=self.spec.label_selector,
                 ):
                     with collector_paused():  # see sync.collector
-                        unchanged += self._take_page(page.items, values, handed)
+                        unchanged += self._hand_over_page(page.items, values, handed)
                     version = page.resource_version or version
             except Gone:
                 # A continue token expired between pages (history compacted meanwhile):

@@ -226,6 +226,9 @@ class Batch:
     def put(self, kind: str, uid: str, value: Any) -> None:
         self.items.setdefault(kind, {})[uid] = value
 
+    def put_many(self, kind: str, values: Mapping[str, Any]) -> None:
+        self.items.setdefault(kind, {}).update(values)
+
     def replace(self, kind: str, values: dict[str, Any]) -> None:
         self.items[kind] = _merge_unchanged(self.items.get(kind, {}), values)
         self.snapshots.add(kind)
