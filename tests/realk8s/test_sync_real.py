@@ -540,3 +540,65 @@ async def test_without_the_optional_helm_grant_the_rest_still_syncs(
         helm = await db_pool.fetchval(
             "SELECT count(*) FROM k8s_helm_releases WHERE cluster_id = $1", cluster_id)
         assert helm == 0
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+
+async def test_volumes_and_claims_bound_by_the_controller_reach_the_database(
+    db_pool: asyncpg.Pool, vault: Vault, fleet: ControlPlane
+) -> None:
+    """A PersistentVolume and a claim made with kubectl: the controller manager's volume binder
+    binds them, and the rows hold what kubectl then shows (uids, phases, capacity, the claim's
+    reference); deleting the claim marks its row deleted and leaves the Retain volume
+    Released."""
+    plane = fleet
+    ns = await new_namespace(plane, "storage")
+    pv_name = f"pv-{ns}"
+    await plane.apply_async(
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+         "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"],
+                  "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "manual",
+                  "hostPath": {"path": f"/tmp/{pv_name}"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+         "metadata": {"name": "data", "namespace": ns},
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                  "volumeName": pv_name, "resources": {"requests": {"storage": "2Gi"}}}},
+    )
+    await plane.kubectl("wait", "--for=jsonpath={.status.phase}=Bound", "-n", ns,
+                        "pvc/data", "--timeout=60s")
+    claim = await plane.kubectl_json("get", "pvc", "data", "-n", ns)
+    volume = await plane.kubectl_json("get", "pv", pv_name)
+    cluster_id = await register_real_cluster(db_pool, vault, plane)
+
+    async def rows() -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+        return (
+            await db_pool.fetchrow(
+                "SELECT * FROM k8s_persistent_volume_claims WHERE cluster_id = $1"
+                " AND uid = $2", cluster_id, claim["metadata"]["uid"]),
+            await db_pool.fetchrow(
+                "SELECT * FROM k8s_persistent_volumes WHERE cluster_id = $1 AND uid = $2",
+                cluster_id, volume["metadata"]["uid"]),
+        )
+
+    async with running_sync(db_pool, vault, cluster_id):
+        pvc, pv = await eventually(rows, lambda r: r[0] is not None and r[1] is not None,
+                                   within=SETTLE_S)
+        assert pvc is not None and pv is not None
+        assert (pvc["namespace"], pvc["name"], pvc["phase"], pvc["volume_name"],
+                pvc["storage_class"], pvc["requests_storage_bytes"], pvc["capacity_bytes"]) == (
+            ns, "data", claim["status"]["phase"], pv_name, "manual", 2 * 2**30, 5 * 2**30)
+        assert (pv["name"], pv["phase"], pv["capacity_bytes"], pv["reclaim_policy"],
+                pv["claim_namespace"], pv["claim_name"], pv["claim_uid"]) == (
+            pv_name, volume["status"]["phase"], 5 * 2**30, "Retain", ns, "data",
+            claim["metadata"]["uid"])
+        assert claim["status"]["phase"] == volume["status"]["phase"] == "Bound"
+
+        await plane.kubectl("delete", "pvc", "data", "-n", ns, "--wait=true")
+        await plane.kubectl("wait", "--for=jsonpath={.status.phase}=Released",
+                            f"pv/{pv_name}", "--timeout=60s")
+        pvc, pv = await eventually(
+            rows, lambda r: r[0] is not None and r[0]["deleted_at"] is not None
+            and r[1] is not None and r[1]["phase"] == "Released", within=SETTLE_S)
+        assert pv is not None and pv["deleted_at"] is None
+    await plane.kubectl("delete", "pv", pv_name, "--wait=false")
