@@ -17,8 +17,9 @@ async def live_server(app: Any) -> AsyncIterator[str]:
     """Yield ``http://127.0.0.1:PORT`` while uvicorn serves ``app`` (lifespan included)."""
     settings = getattr(getattr(app, "state", None), "settings", None)
     protocol = uvicorn_http_options(settings) if settings is not None else {}
+    protocol.setdefault("ws", "websockets-sansio")
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                            ws="websockets-sansio", **protocol)
+                            **protocol)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
