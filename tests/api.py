@@ -70,6 +70,7 @@ async def running_api(
     app = create_app(settings, migrate=False)
     a = await make_tenant(pool, f"{slug_prefix}-a")
     b = await make_tenant(pool, f"{slug_prefix}-b")
-    async with live_server(app, ws=ws) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with live_server(app, ws=ws) as base, \
+            httpx.AsyncClient(base_url=base, timeout=30) as http:
         yield Api(base_url=base, http=http, settings=settings, pool=pool, a=a, b=b,
                   app=app)

@@ -1,0 +1,192 @@
+"""The change hub writes shared subscription answers to idle sockets in its own pass
+(``schema.express``): the frames are byte for byte what the general path writes, a socket
+that stops reading neither delays nor blocks anyone else and is still dropped when it falls
+too far behind, and a completed subscription gets nothing more while its socket's other
+subscriptions go on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from app.events import DEFAULT_QUEUE_SIZE, ChangeHub
+from schema.relay import to_global_id
+from tests.api import Tenant, running_api
+from tests.graph import rows
+from tests.graph.raw_sockets import Socket, all_live
+from tests.graph.ws import change_health
+
+SAME = "subscription { clusterHealth { clusterName status reason } }"
+FULL = ("subscription Full { clusterHealth { clusterId clusterName status reason changedAt "
+        "figures { podsTotal nodesTotal status } } }")
+ONE_CLUSTER = "subscription($id: ID) { clusterHealth(clusterId: $id) { clusterName status } }"
+
+
+def _hub(api: Any) -> ChangeHub:
+    hub: ChangeHub = api.app.state.services["events"]
+    return hub
+
+
+def _reason(frame: str) -> str:
+    reason: str = orjson.loads(frame)["payload"]["data"]["clusterHealth"]["reason"]
+    return reason
+
+
+async def test_frames_written_by_the_hub_are_the_general_paths_byte_for_byte(
+    api: Any, tenant: Tenant, database_url: str, db_pool: Any
+) -> None:
+    """The same subscriptions on this server and on one whose sockets cannot be written
+    from the hub (plain uvicorn ``websockets-sansio``, so every frame goes through the
+    subscriber's task, Strawberry and ASGI) receive the same bytes for the same change."""
+    async with db_pool.acquire() as conn:
+        cluster_id = await rows.cluster(conn, tenant.org_id, "bytes")
+    gid = str(to_global_id("Cluster", cluster_id))
+    token = tenant.tokens["viewer"]
+    shapes: list[tuple[str, str, bool, dict[str, Any] | None]] = [
+        (SAME, "same-1", False, None), (SAME, "same-2", False, None),
+        (SAME, "legacy-1", True, None), (FULL, "full", False, None),
+        (FULL, "full-legacy", True, None), (ONE_CLUSTER, "variables", False, {"id": gid}),
+    ]
+    async with running_api(database_url, db_pool, slug_prefix=f"x-{uuid.uuid4().hex[:8]}",
+                           ws="websockets-sansio") as plain:
+        hubs = (_hub(api), _hub(plain))
+        sockets = [[await Socket.open(server.ws_url, token, query, sid, legacy=legacy,
+                                      variables=variables)
+                    for query, sid, legacy, variables in shapes] for server in (api, plain)]
+        try:
+            await all_live([*sockets[0], *sockets[1]], lambda: change_health(
+                db_pool, cluster_id, tenant.org_id, "degraded", "warming up"))
+            before = [hub.stats.express for hub in hubs]
+            await change_health(db_pool, cluster_id, tenant.org_id, "critical",
+                                'quotes " and \\ and ünïcödé')
+            express, general = [await asyncio.gather(*(s.frame() for s in group))
+                                for group in sockets]
+            assert express == general
+            assert [hub.stats.express - b for hub, b in zip(hubs, before, strict=True)] \
+                == [len(shapes), 0]
+            assert _reason(express[0]) == 'quotes " and \\ and ünïcödé'
+        finally:
+            for group in sockets:
+                for s in group:
+                    await s.ws.close()
+
+
+async def _unread_socket(url: str, token: str, query: str) -> Socket:
+    """A subscriber that will stop reading: a small receive buffer, and its client stops
+    taking frames off the socket once one is waiting (``max_queue=1``)."""
+    parts = urlsplit(url)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (parts.hostname, parts.port))
+    return await Socket.open(url, token, query, "stalled", sock=raw, max_queue=1)
+
+
+async def test_a_socket_that_stops_reading_neither_delays_nor_blocks_the_others(
+    api: Any, tenant: Tenant
+) -> None:
+    async with api.pool.acquire() as conn:
+        cluster_id = await rows.cluster(conn, tenant.org_id, "stall")
+    token = tenant.tokens["viewer"]
+
+    async def change(reason: str) -> None:
+        await change_health(api.pool, cluster_id, tenant.org_id, "critical", reason)
+
+    healthy = [await Socket.open(api.ws_url, token, SAME, f"h{i}") for i in range(4)]
+    stalled = await _unread_socket(api.ws_url, token, SAME)
+    hub = _hub(api)
+    try:
+        await all_live([*healthy, stalled], lambda: change("warming up"))
+        dropped = hub.stats.dropped
+        # The stalled client takes one frame off its socket and then no more. Big frames
+        # follow until the kernel's buffers (megabytes, on loopback) and then the transport's
+        # high-water mark are full: from then on the pass declines that socket (its event is
+        # queued for its own task) and goes on writing to the others.
+        sent = ["taken"]
+        await change(sent[0])
+        await asyncio.gather(*(s.frame() for s in healthy))
+        while True:
+            assert len(sent) < 12, "the stalled socket never filled up"
+            sent.append(f"{len(sent)} " + "x" * 900_000)
+            express = hub.stats.express
+            await change(sent[-1])
+            frames = await asyncio.gather(*(s.frame() for s in healthy))
+            assert [_reason(f) == sent[-1] for f in frames] == [True] * len(healthy)
+            if hub.stats.express - express == len(healthy):
+                break
+            assert hub.stats.express - express == len(healthy) + 1
+        # Every further change reaches the others at once, from the pass; the stalled one's
+        # events wait in its bounded queue until it is dropped, and nobody waits for it.
+        for i in range(DEFAULT_QUEUE_SIZE + 10):
+            if hub.stats.dropped > dropped:
+                break
+            express = hub.stats.express
+            sent.append(f"change {i}")
+            await change(sent[-1])
+            frames = await asyncio.gather(*(s.frame(wait=2) for s in healthy))
+            assert [_reason(f) for f in frames] == [sent[-1]] * len(healthy)
+            assert hub.stats.express - express == len(healthy)
+        assert hub.stats.dropped == dropped + 1
+        # What the stalled subscriber finally reads: its events in order, none missing,
+        # then the error that says it was dropped.
+        received: list[str] = []
+        while True:
+            payload = orjson.loads(await stalled.frame(wait=10))["payload"]
+            if payload.get("errors"):
+                break
+            received.append(payload["data"]["clusterHealth"]["reason"])
+        assert payload["data"] is None
+        assert [e["extensions"]["code"] for e in payload["errors"]] == ["SUBSCRIBER_TOO_SLOW"]
+        assert received == sent[:len(received)] and len(received) >= 2
+    finally:
+        for s in [*healthy, stalled]:
+            await s.ws.close()
+
+
+async def test_a_completed_subscription_gets_nothing_more_and_its_sibling_goes_on(
+    api: Any, tenant: Tenant
+) -> None:
+    """Two subscriptions on one socket, in each protocol: after one is completed (stopped),
+    the next change reaches only the other, from the hub's pass."""
+    async with api.pool.acquire() as conn:
+        cluster_id = await rows.cluster(conn, tenant.org_id, "complete")
+    token = tenant.tokens["viewer"]
+
+    async def change(reason: str) -> None:
+        await change_health(api.pool, cluster_id, tenant.org_id, "critical", reason)
+
+    sockets = [await Socket.open(api.ws_url, token, SAME, "first", legacy=legacy)
+               for legacy in (False, True)]
+    for s in sockets:
+        await s.subscribe(SAME, "second")
+    hub = _hub(api)
+    try:
+        await all_live(sockets, lambda: change("warming up"))
+        for s in sockets:
+            await s.drain()  # each socket's second subscription answered the poke too
+            await s.stop("first")
+            if s.legacy:  # the legacy protocol acknowledges a stop; the other one does not
+                assert orjson.loads(await s.frame()) == {"type": "complete", "id": "first"}
+        await asyncio.sleep(0.3)
+        express = hub.stats.express
+        await change("after complete")
+        for s in sockets:
+            message = orjson.loads(await s.frame())
+            assert (message["id"], message["type"]) \
+                == ("second", "data" if s.legacy else "next")
+            assert message["payload"]["data"]["clusterHealth"]["reason"] == "after complete"
+        assert hub.stats.express - express == len(sockets)
+        for s in sockets:
+            try:
+                extra = await s.frame(wait=0.5)
+            except TimeoutError:
+                continue
+            raise AssertionError(f"a frame after complete: {extra}")
+    finally:
+        for s in sockets:
+            await s.ws.close()
