@@ -84,17 +84,22 @@ class ExpressRoute:
         self._payload = payload
         self._context = context
         self._principal = context.principal
-        self._task = task
+        # Weakly: the task's frames hold this route, and a cycle would outlive the
+        # subscription until the collector found it.
+        self._task = weakref.ref(task)
         self._off = False
 
     def deliver(self, event: Any) -> bool:
         """Write ``event``'s frame now (True), or decline (False) and leave it to the
         subscriber's own task. Never awaits."""
-        task = self._task
-        if self._off or task.done() or task.cancelling() \
+        task = self._task()
+        if self._off or task is None or task.done() or task.cancelling() \
                 or self._context.principal is not self._principal:
             return False
-        payload = self._payload(event)
+        try:
+            payload = self._payload(event)
+        except Exception:  # its own task builds it again, and reports the error its way
+            return False
         table = getattr(payload, "shared_results", None)
         if not isinstance(table, SharedResults) or table.refused(self._key):
             return False

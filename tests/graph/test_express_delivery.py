@@ -2,20 +2,28 @@
 (``schema.express``): the frames are byte for byte what the general path writes, a socket
 that stops reading neither delays nor blocks anyone else and is still dropped when it falls
 too far behind, and a completed subscription gets nothing more while its socket's other
-subscriptions go on."""
+subscriptions go on. Below those, the route itself: one execution per key and event, and
+every case in which it leaves the event to the subscriber's own task."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import uuid
+import weakref
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from graphql import ExecutionResult, GraphQLError, parse
 
 from app.events import DEFAULT_QUEUE_SIZE, ChangeHub
+from schema.express import ExpressRoute, FrameSink
 from schema.relay import to_global_id
+from schema.shared_results import SharedResults, execute_shared, sharing_key
 from tests.api import Tenant, running_api
 from tests.graph import rows
 from tests.graph.raw_sockets import Socket, all_live
@@ -190,3 +198,114 @@ async def test_a_completed_subscription_gets_nothing_more_and_its_sibling_goes_o
     finally:
         for s in sockets:
             await s.ws.close()
+
+
+class _Executor:
+    """The parts of a subscription's executor that a route uses: per-event executors whose
+    execution goes through the sharing hook, as ``schema.cooperative``'s do."""
+
+    is_awaitable = staticmethod(inspect.isawaitable)
+
+    def __init__(self, execute: Callable[[], Any], principal: Any) -> None:
+        self.execute = execute
+        self.principal = principal
+        self.runs = 0
+
+    def per_event(self, payload: Any) -> Any:
+        return SimpleNamespace(
+            root_value=payload, operation=parse(SAME).definitions[0],
+            context_value=SimpleNamespace(principal=self.principal),
+            variable_values=SimpleNamespace(coerced={}), is_awaitable=self.is_awaitable)
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        event_executor = self.per_event(payload)
+
+        def run() -> Any:
+            self.runs += 1
+            return self.execute()
+
+        event_executor.execute_operation = lambda _serially: execute_shared(event_executor, run)
+        return event_executor
+
+
+class _Sink:
+    def __init__(self, *, accepts: bool = True) -> None:
+        self.accepts = accepts
+        self.frames: list[str] = []
+
+    def send_text(self, frame: str) -> bool:
+        if self.accepts:
+            self.frames.append(frame)
+        return self.accepts
+
+
+def _route(executor: _Executor, sink: _Sink, *, task: asyncio.Task[Any] | None = None,
+           context: Any = None) -> ExpressRoute:
+    principal = executor.principal
+    context = context or SimpleNamespace(principal=principal)
+    key = sharing_key(executor.per_event(None))
+    current = task or asyncio.current_task()
+    assert key is not None and current is not None
+    return ExpressRoute(sink=FrameSink(sink.send_text, '{"id":"1","payload":', "}"),
+                        executor=weakref.ref(executor), key=key, payload=lambda event: event,
+                        context=context, task=current)
+
+
+def _event() -> Any:
+    return SimpleNamespace(shared_results=SharedResults())
+
+
+def _principal() -> Any:
+    return SimpleNamespace(organization_id=uuid.uuid4(), role="viewer")
+
+
+async def test_the_pass_writes_one_execution_of_a_shared_answer_to_every_route() -> None:
+    executor = _Executor(lambda: ExecutionResult(data={"clusterHealth": {"status": "OK"}},
+                                                 errors=None), _principal())
+    sinks = [_Sink(), _Sink()]
+    event = _event()
+    assert [_route(executor, sink).deliver(event) for sink in sinks] == [True, True]
+    assert executor.runs == 1
+    assert [sink.frames for sink in sinks] \
+        == [['{"id":"1","payload":{"data":{"clusterHealth":{"status":"OK"}}}}']] * 2
+
+
+async def test_answers_with_errors_are_left_to_each_subscribers_task() -> None:
+    executor = _Executor(lambda: ExecutionResult(data=None, errors=[GraphQLError("boom")]),
+                         _principal())
+    sinks = [_Sink(), _Sink()]
+    event = _event()
+    assert [_route(executor, sink).deliver(event) for sink in sinks] == [False, False]
+    assert executor.runs == 1  # the second route did not execute it again
+    assert [sink.frames for sink in sinks] == [[], []]
+
+
+async def test_an_operation_that_does_not_finish_synchronously_stops_using_its_route() -> None:
+    async def later() -> ExecutionResult:
+        return ExecutionResult(data={"clusterHealth": None}, errors=None)
+
+    executor = _Executor(later, _principal())
+    sink = _Sink()
+    route = _route(executor, sink)
+    assert (route.deliver(_event()), route.deliver(_event())) == (False, False)
+    assert executor.runs == 1 and sink.frames == []
+    await asyncio.sleep(0)  # the abandoned execution finishes on its own
+
+
+async def test_a_route_declines_when_its_socket_task_or_principal_cannot_take_it() -> None:
+    executor = _Executor(lambda: ExecutionResult(data={"clusterHealth": None}, errors=None),
+                         _principal())
+    event = _event()
+    full = _Sink(accepts=False)
+    assert _route(executor, full).deliver(event) is False
+    # The answer stays on the payload for the subscriber's own task, which reuses it.
+    assert event.shared_results.get(sharing_key(executor.per_event(None))) is not None
+
+    stopping = asyncio.create_task(asyncio.sleep(10))
+    cancelled = _route(executor, _Sink(), task=stopping)
+    stopping.cancel()  # what ``complete`` does to the operation's task
+    context = SimpleNamespace(principal=executor.principal)
+    revoked = _route(executor, _Sink(), context=context)
+    context.principal = None  # what revoking the token does to the socket's context
+    assert (cancelled.deliver(event), revoked.deliver(event)) == (False, False)
+    assert executor.runs == 1
