@@ -122,7 +122,11 @@ class ExpressRoute:
         executor = self._executor()
         if executor is None:
             return None
-        result = executor.build_per_event_executor(payload).execute_operation(False)
+        try:
+            result = executor.build_per_event_executor(payload).execute_operation(False)
+        except Exception:  # each subscriber's task meets it again, on its own error path
+            table.refuse(self._key)
+            return None
         if executor.is_awaitable(result):
             self._off = True
             future = asyncio.ensure_future(result)

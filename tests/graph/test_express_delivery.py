@@ -280,6 +280,16 @@ async def test_answers_with_errors_are_left_to_each_subscribers_task() -> None:
     assert [sink.frames for sink in sinks] == [[], []]
 
 
+async def test_an_execution_that_raises_is_left_to_each_subscribers_task() -> None:
+    def raising() -> ExecutionResult:
+        raise RuntimeError("a bug in a resolver")
+
+    executor = _Executor(raising, _principal())
+    event = _event()
+    assert [_route(executor, _Sink()).deliver(event) for _ in range(3)] == [False] * 3
+    assert executor.runs == 1  # once, not once per subscriber (nor a traceback each)
+
+
 async def test_an_operation_that_does_not_finish_synchronously_stops_using_its_route() -> None:
     async def later() -> ExecutionResult:
         return ExecutionResult(data={"clusterHealth": None}, errors=None)
