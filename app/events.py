@@ -8,6 +8,11 @@ subscriber whose queue is full is too slow, and is dropped (its stream ends with
 instead of holding up anyone else. Subscribers are indexed by organization, so an event is
 only ever offered to the tenant that owns the cluster.
 
+A subscriber may also bring an express route (``schema.express``): while its stream is parked
+on an empty queue, the event is handed to the route, which writes the subscriber's frame in
+this same pass without waking its task; a route that declines gets the event queued as
+before. Either way the pass never awaits, so one subscriber never holds up another.
+
 When the database goes away (restart, failover) the LISTEN connection is reopened within a
 second of it answering again, and nothing the hub runs dies of the outage or reports it at
 shutdown: a subscription is not the place to learn that PostgreSQL restarted an hour ago.
@@ -32,6 +37,7 @@ from resolvers.events import (
     CHANGES_CHANNEL,
     ChangeNotice,
     ClusterEvent,
+    ExpressDelivery,
     SubscriberDropped,
     TokenRevoked,
     budget_alert_event,
@@ -57,8 +63,12 @@ class Subscriber:
     cluster_id: uuid.UUID | None
     queue: asyncio.Queue[ClusterEvent | None]
     token_id: uuid.UUID | None = None
+    express: ExpressDelivery | None = None
     dropped: bool = False
     revoked: bool = False
+    # Its stream is waiting in ``queue.get()``: every earlier event has left through it, so
+    # an express delivery now cannot overtake one.
+    parked: bool = False
 
     def wants(self, event: ClusterEvent) -> bool:
         return event.topic == self.topic and self.cluster_id in (None, event.cluster_id)
@@ -69,6 +79,7 @@ class HubStats:
     notices: int = 0
     computed: int = 0
     delivered: int = 0
+    express: int = 0  # of those delivered, written by an express route in the fan-out pass
     dropped: int = 0
 
 
@@ -237,6 +248,11 @@ class ChangeHub:
         for subscriber in list(self._subscribers.get(event.organization_id) or ()):
             if not subscriber.wants(event):
                 continue
+            if subscriber.parked and subscriber.express is not None \
+                    and subscriber.queue.empty() and self._express(subscriber.express, event):
+                self.stats.delivered += 1
+                self.stats.express += 1
+                continue
             try:
                 subscriber.queue.put_nowait(event)
                 self.stats.delivered += 1
@@ -244,6 +260,14 @@ class ChangeHub:
                 self.stats.dropped += 1
                 log.info("dropped a subscriber whose queue was full")
                 self._end(subscriber, dropped=True)
+
+    @staticmethod
+    def _express(route: ExpressDelivery, event: ClusterEvent) -> bool:
+        try:
+            return route.deliver(event)
+        except Exception:  # the subscriber's task gets it instead, and its own error path
+            log.exception("express delivery failed; queued instead")
+            return False
 
     def _end(self, subscriber: Subscriber, *, dropped: bool = False) -> None:
         """Unregister and wake the subscriber with the end-of-stream marker."""
@@ -256,10 +280,10 @@ class ChangeHub:
     @contextlib.asynccontextmanager
     async def subscribe(
         self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None,
-        token_id: uuid.UUID | None = None,
+        token_id: uuid.UUID | None = None, express: ExpressDelivery | None = None,
     ) -> AsyncIterator[AsyncIterator[ClusterEvent]]:
         subscriber = Subscriber(organization_id, topic, cluster_id,
-                                asyncio.Queue(maxsize=self._queue_size), token_id)
+                                asyncio.Queue(maxsize=self._queue_size), token_id, express)
         self._subscribers[organization_id].add(subscriber)
         try:
             yield self._events(subscriber)
@@ -270,7 +294,11 @@ class ChangeHub:
 
     async def _events(self, subscriber: Subscriber) -> AsyncIterator[ClusterEvent]:
         while True:
-            event = await subscriber.queue.get()
+            subscriber.parked = True
+            try:
+                event = await subscriber.queue.get()
+            finally:
+                subscriber.parked = False
             if event is None:
                 if subscriber.revoked:
                     raise TokenRevoked("the token of this subscription was revoked")

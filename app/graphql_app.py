@@ -30,6 +30,7 @@ from app.frames import spliced_frame
 from app.ide import graphiql_page
 from app.settings import Settings
 from app.vault import Vault
+from app.ws_handlers import LegacyWSHandler, TransportWSHandler
 from resolvers.context import Context
 from resolvers.errors import DATABASE_UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE, RETRY_AFTER_S
 from schema import build_schema
@@ -78,6 +79,10 @@ class GraphQLMetrics(SchemaExtension):
 
 
 class FleetGraphQL(GraphQL[Context, None]):
+    # Both tell each operation where its frames go, for the hub's express deliveries.
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, settings: Settings, vault: Vault) -> None:
         schema = build_schema(settings)
         schema.extensions = (GraphQLMetrics, *schema.extensions)

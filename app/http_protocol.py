@@ -18,6 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.ws_protocol import DirectFramesProtocol
+
 log = logging.getLogger(__name__)
 
 DEFAULT_READ_TIMEOUT_S = 30.0
@@ -37,9 +39,12 @@ def uvicorn_http_options(settings: Any) -> dict[str, Any]:
     built once for all its subscribers (app.frames), and deflating it again for each socket
     was a fifth of the server's CPU per delivery (about 20 of 112 us, bench_fanout) to save a
     few hundred bytes a frame. Compressing frames that mix a client's own input with data it
-    may not read is also what compression side channels feed on."""
+    may not read is also what compression side channels feed on.
+
+    WebSockets are uvicorn's ``websockets-sansio`` protocol, which can also write a frame for
+    the change hub without waiting (``app.ws_protocol``)."""
     return {"http": guarded_protocol(settings.request_read_timeout_s),
-            "ws_per_message_deflate": False}
+            "ws": DirectFramesProtocol, "ws_per_message_deflate": False}
 
 
 def guarded_protocol(read_timeout: float) -> type[HttpToolsProtocol]:

@@ -122,12 +122,19 @@ async def budget_alert_event(pool: asyncpg.Pool, payload: str) -> ClusterEvent |
                         MappingProxyType(body))
 
 
+class ExpressDelivery(Protocol):
+    """A subscriber's way to receive an event without its own task (``schema.express``):
+    True if the event was delivered, False to have it queued for the task as usual."""
+
+    def deliver(self, event: ClusterEvent) -> bool: ...
+
+
 class EventSource(Protocol):
     """What the subscription resolvers need from the hub (``app.events.ChangeHub``)."""
 
     def subscribe(
         self, *, organization_id: uuid.UUID, topic: str, cluster_id: uuid.UUID | None,
-        token_id: uuid.UUID | None = None,
+        token_id: uuid.UUID | None = None, express: ExpressDelivery | None = None,
     ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[ClusterEvent]]: ...
 
 
@@ -144,19 +151,22 @@ class EventsUnavailable(ApiError):
 
 
 async def stream(
-    ctx: Context, *, topic: str, cluster_id: uuid.UUID | None, snapshot: bool = False
+    ctx: Context, *, topic: str, cluster_id: uuid.UUID | None, snapshot: bool = False,
+    express: ExpressDelivery | None = None,
 ) -> AsyncIterator[ClusterEvent]:
     """The caller's events on ``topic`` (for one cluster, or all of its clusters).
 
     With ``snapshot``, the cluster's current state comes first, so a progress view does not
-    wait for the next change to draw itself.
+    wait for the next change to draw itself. With ``express``, the hub may deliver an event
+    through it instead of through this stream (only while the stream waits for one).
     """
     principal = ctx.require()
     hub: EventSource | None = ctx.services.get("events")
     if hub is None:
         raise EventsUnavailable("live events are not available on this server")
     async with hub.subscribe(organization_id=principal.organization_id, topic=topic,
-                             cluster_id=cluster_id, token_id=principal.token_id) as events:
+                             cluster_id=cluster_id, token_id=principal.token_id,
+                             express=express) as events:
         if cluster_id is not None:
             row = await ctx.pool.fetchrow(_EVENT_SQL + " AND h.organization_id = $2",
                                           cluster_id, principal.organization_id)

@@ -30,6 +30,7 @@ from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from resolvers.inventory.run import SLICE_SECONDS
+from schema.express import SUBSCRIPTION_EXECUTOR
 from schema.shared_results import execute_shared
 
 
@@ -52,6 +53,10 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._slice_started = time.perf_counter()
         self._queue: deque[tuple[asyncio.Future[Any], tuple[Any, ...]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        if self.operation.operation == OperationType.SUBSCRIPTION:
+            # Its resolver runs later in this same task and finds it here, for the hub's
+            # express route (schema.express); weakly, so it never outlives the subscription.
+            SUBSCRIPTION_EXECUTOR.set(executor)
 
     def build_per_event_executor(self, payload: Any) -> CooperativeExecutionContext:
         """A subscription's executor for one event, with caches of its own.

@@ -44,6 +44,7 @@ class SharingStats:
     executed: int = 0  # subscription-event executions that ran
     reused: int = 0  # executions answered from another subscriber's result
     serialised: int = 0  # ``{"data": ...}`` payloads turned into JSON
+    express: int = 0  # frames the hub's fan-out wrote itself (``schema.express``)
 
 
 STATS = SharingStats()
@@ -85,10 +86,13 @@ class SharedData(dict[str, Any]):
 class SharedResults:
     """The finished answers to one event's payload, by everything that could change them."""
 
-    __slots__ = ("_answers",)
+    __slots__ = ("_answers", "_refused")
 
     def __init__(self) -> None:
         self._answers: dict[tuple[Any, ...], SharedData] = {}
+        # Keys whose execution of this payload gave an answer that is not shared (errors,
+        # extensions, unfinished): nobody tries to share them again for this event.
+        self._refused: set[tuple[Any, ...]] = set()
 
     def get(self, key: tuple[Any, ...]) -> SharedData | None:
         return self._answers.get(key)
@@ -97,8 +101,14 @@ class SharedResults:
         shared = self._answers[key] = SharedData(data)
         return shared
 
+    def refuse(self, key: tuple[Any, ...]) -> None:
+        self._refused.add(key)
 
-def _sharing_key(executor: Any) -> tuple[Any, ...] | None:
+    def refused(self, key: tuple[Any, ...]) -> bool:
+        return key in self._refused
+
+
+def sharing_key(executor: Any) -> tuple[Any, ...] | None:
     """What a subscriber's answer depends on besides the payload; None: do not share."""
     principal = getattr(executor.context_value, "principal", None)
     location = executor.operation.loc
@@ -119,7 +129,7 @@ def execute_shared(executor: Any, execute: Callable[[], Any]) -> Any:
     """``execute()`` for the first subscriber of an event with a given key; a copy of its
     finished answer for the others (see the module docstring for what is never shared)."""
     table = getattr(executor.root_value, "shared_results", None)
-    key = _sharing_key(executor) if isinstance(table, SharedResults) else None
+    key = sharing_key(executor) if isinstance(table, SharedResults) else None
     if table is None or key is None:
         return execute()
     found = table.get(key)
@@ -130,5 +140,6 @@ def execute_shared(executor: Any, execute: Callable[[], Any]) -> Any:
     result = execute()
     if executor.is_awaitable(result) or not isinstance(result, ExecutionResult) \
             or result.errors or result.data is None or result.extensions:
+        table.refuse(key)
         return result
     return ExecutionResult(data=table.keep(key, result.data), errors=None)

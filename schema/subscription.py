@@ -23,6 +23,7 @@ from resolvers import events
 from resolvers.context import Context
 from schema.cost_types import CostSubscription
 from schema.enums import ClusterStatus, HealthStatus
+from schema.express import express_route
 from schema.health_types import ClusterHealth
 from schema.relay import expect_global_id, to_global_id
 from schema.shared_results import SharedResults
@@ -102,8 +103,9 @@ class Subscription(CostSubscription):
     ) -> AsyncGenerator[ClusterHealthChange, None]:
         cid = expect_global_id(cluster_id, "Cluster", field="clusterId") if cluster_id else None
         async for event in events.stream(info.context, topic=events.CLUSTER_HEALTH,
-                                         cluster_id=cid):
-            yield event.shared(ClusterHealthChange, partial(ClusterHealthChange.of, event))
+                                         cluster_id=cid,
+                                         express=express_route(info, _health_change)):
+            yield _health_change(event)
 
     @strawberry.subscription(description="A cluster's sync progress per kind and last sync "
                                          "time: the current state first, then every change.")
@@ -112,5 +114,15 @@ class Subscription(CostSubscription):
     ) -> AsyncGenerator[SyncStatus, None]:
         cid = expect_global_id(cluster_id, "Cluster", field="clusterId")
         async for event in events.stream(info.context, topic=events.SYNC_STATUS,
-                                         cluster_id=cid, snapshot=True):
-            yield event.shared(SyncStatus, partial(SyncStatus.of, event))
+                                         cluster_id=cid, snapshot=True,
+                                         express=express_route(info, _sync_status)):
+            yield _sync_status(event)
+
+
+def _health_change(event: events.ClusterEvent) -> ClusterHealthChange:
+    """The event's one payload object, for every subscriber and both delivery paths."""
+    return event.shared(ClusterHealthChange, partial(ClusterHealthChange.of, event))
+
+
+def _sync_status(event: events.ClusterEvent) -> SyncStatus:
+    return event.shared(SyncStatus, partial(SyncStatus.of, event))

@@ -61,7 +61,8 @@ async def make_tenant(pool: asyncpg.Pool, slug: str) -> Tenant:
 
 @contextlib.asynccontextmanager
 async def running_api(
-    database_url: str, pool: asyncpg.Pool, *, slug_prefix: str, **overrides: Any
+    database_url: str, pool: asyncpg.Pool, *, slug_prefix: str, ws: str | None = None,
+    **overrides: Any
 ) -> AsyncIterator[Api]:
     # Tests point clusters at kubesim and stub servers on 127.0.0.1.
     settings = Settings(database_url=database_url, encryption_keys=generate_key(),
@@ -69,6 +70,7 @@ async def running_api(
     app = create_app(settings, migrate=False)
     a = await make_tenant(pool, f"{slug_prefix}-a")
     b = await make_tenant(pool, f"{slug_prefix}-b")
-    async with live_server(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with live_server(app, ws=ws) as base, \
+            httpx.AsyncClient(base_url=base, timeout=30) as http:
         yield Api(base_url=base, http=http, settings=settings, pool=pool, a=a, b=b,
                   app=app)

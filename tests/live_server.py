@@ -13,12 +13,16 @@ from app.http_protocol import uvicorn_http_options
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: Any) -> AsyncIterator[str]:
-    """Yield ``http://127.0.0.1:PORT`` while uvicorn serves ``app`` (lifespan included)."""
+async def live_server(app: Any, *, ws: str | None = None) -> AsyncIterator[str]:
+    """Yield ``http://127.0.0.1:PORT`` while uvicorn serves ``app`` (lifespan included);
+    ``ws`` names another uvicorn WebSocket protocol than the one the server would use."""
     settings = getattr(getattr(app, "state", None), "settings", None)
     protocol = uvicorn_http_options(settings) if settings is not None else {}
+    protocol.setdefault("ws", "websockets-sansio")
+    if ws is not None:
+        protocol["ws"] = ws
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                            ws="websockets-sansio", **protocol)
+                            **protocol)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

@@ -12,92 +12,38 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-import websockets
 from graphql import ExecutionResult, GraphQLError, parse
-from websockets.asyncio.client import ClientConnection
-from websockets.typing import Subprotocol
 
 from schema.relay import to_global_id
 from schema.shared_results import STATS, SharedData, SharedResults, execute_shared
 from tests.api import Tenant
 from tests.graph import rows
+from tests.graph.raw_sockets import Socket, all_live
 from tests.graph.ws import change_health
 
 SAME = "subscription { clusterHealth { clusterName status reason } }"
 OTHER_SELECTION = "subscription { clusterHealth { status } }"
 ONE_CLUSTER = "subscription($id: ID) { clusterHealth(clusterId: $id) { clusterName status } }"
-SKIPPED = {"ka", "ping", "pong"}  # keep-alives of either protocol
-
-
-class Socket:
-    """One subscription on its own socket, in either protocol, reading raw text frames."""
-
-    def __init__(self, ws: ClientConnection, subscription_id: str) -> None:
-        self.ws = ws
-        self.id = subscription_id
-
-    @classmethod
-    async def open(cls, url: str, token: str, query: str, subscription_id: str, *,
-                   legacy: bool = False, variables: dict[str, Any] | None = None) -> Socket:
-        protocol = Subprotocol("graphql-ws" if legacy else "graphql-transport-ws")
-        ws = await websockets.connect(url, subprotocols=[protocol])
-        await ws.send(orjson.dumps({"type": "connection_init",
-                                    "payload": {"Authorization": f"Bearer {token}"}}).decode())
-        assert orjson.loads(await ws.recv())["type"] == "connection_ack"
-        await ws.send(orjson.dumps({"id": subscription_id,
-                                    "type": "start" if legacy else "subscribe",
-                                    "payload": {"query": query, "variables": variables or {}}}
-                                   ).decode())
-        return cls(ws, subscription_id)
-
-    async def frame(self, wait: float = 5.0) -> str:
-        """The next frame that is not a keep-alive, exactly as it arrived."""
-        while True:
-            frame = await asyncio.wait_for(self.ws.recv(), wait)
-            assert isinstance(frame, str), f"a binary frame: {frame!r}"
-            kind = orjson.loads(frame)["type"]
-            if kind == "ping":
-                await self.ws.send('{"type":"pong"}')
-            if kind not in SKIPPED:
-                return frame
-
-    async def drain(self) -> None:
-        while True:
-            try:
-                await self.frame(wait=0.3)
-            except TimeoutError:
-                return
-
-
-async def _all_live(sockets: list[Socket], poke: Callable[[], Any]) -> None:
-    """Every socket has answered one change: each is registered with the hub, and drained."""
-    pending = list(sockets)
-    for _ in range(40):
-        await poke()
-        answered = await asyncio.gather(*(s.frame(wait=0.5) for s in pending),
-                                        return_exceptions=True)
-        pending = [s for s, got in zip(pending, answered, strict=True)
-                   if isinstance(got, BaseException)]
-        if not pending:
-            break
-    assert not pending, f"{len(pending)} subscriptions never became live"
-    await asyncio.gather(*(s.drain() for s in sockets))
-
-
 Change = Callable[[str, str], Any]  # (status, reason): commit one health change
 
 
+def _counts() -> tuple[int, int, int, int]:
+    return STATS.executed, STATS.reused, STATS.serialised, STATS.express
+
+
 async def _measured(sockets: list[Socket], change: Change, reason: str
-                    ) -> tuple[tuple[int, int, int], list[str]]:
+                    ) -> tuple[tuple[int, int, int, int], list[str]]:
     """Once every socket is live: the frames one change brings each, and how many executions,
-    reuses and serialisations it cost. The sockets are closed after."""
+    reuses, serialisations and frames written by the hub's fan-out pass (``schema.express``:
+    every socket here waits idle, so every frame is) it cost. The sockets are closed after."""
     try:
-        await _all_live(sockets, lambda: change("degraded", "warming up"))
-        before = (STATS.executed, STATS.reused, STATS.serialised)
+        await all_live(sockets, lambda: change("degraded", "warming up"))
+        before = _counts()
         await change("critical", reason)
         frames = await asyncio.gather(*(s.frame() for s in sockets))
-        after = (STATS.executed, STATS.reused, STATS.serialised)
-        return (after[0] - before[0], after[1] - before[1], after[2] - before[2]), frames
+        after = _counts()
+        return (after[0] - before[0], after[1] - before[1], after[2] - before[2],
+                after[3] - before[3]), frames
     finally:
         for socket in sockets:
             await socket.ws.close()
@@ -118,8 +64,9 @@ async def test_fifty_identical_subscribers_get_one_execution_and_the_same_payloa
                for i in range(50)]
     counts, frames = await _measured(sockets, lambda status, reason: change_health(
         api.pool, cluster_id, tenant.org_id, status, reason), "2/3 nodes NotReady")
-    # One execution and one serialisation for the event; 49 subscribers reuse them.
-    assert counts == (1, 49, 1)
+    # One execution and one serialisation for the event; 49 subscribers reuse them, and the
+    # hub's pass writes all 50 frames itself.
+    assert counts == (1, 49, 1, 50)
     payload = orjson.dumps({"data": {"clusterHealth": {
         "clusterName": "fifty", "status": "CRITICAL", "reason": "2/3 nodes NotReady"}}}
     ).decode()
@@ -147,7 +94,7 @@ async def test_roles_selections_and_variables_get_executions_of_their_own(
         api.pool, cluster_id, tenant.org_id, status, reason), "counted")
     # Executions: viewers, the other selection, the variables, admins, the operator (5);
     # reused: 2 more viewers and 1 more admin. Each shared answer serialised once.
-    assert counts == (5, 3, 5)
+    assert counts == (5, 3, 5, 8)
     full = {"clusterName": "shared", "status": "CRITICAL", "reason": "counted"}
     assert _health_of(frames) == [full, full, full, {"status": "CRITICAL"},
                                   {"clusterName": "shared", "status": "CRITICAL"},
@@ -172,7 +119,7 @@ async def test_two_organizations_never_share_an_answer(
         await change_health(api.pool, theirs, other.org_id, status, reason)
 
     counts, frames = await _measured(sockets, both, "twins")
-    assert counts == (2, 2, 2)
+    assert counts == (2, 2, 2, 4)
     assert _health_of(frames) == [{"clusterName": "twin", "status": "CRITICAL",
                                    "reason": "twins"}] * 4
 
