@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from starlette.datastructures import MutableHeaders
 from strawberry.extensions import SchemaExtension
 
 STATEMENTS_HEADER = "x-sql-statements"
@@ -21,5 +22,7 @@ class StatementCountHeader(SchemaExtension):
         response = getattr(context, "response", None)
         counter = getattr(context, "statements", None)
         headers = getattr(response, "headers", None)
-        if counter is not None and headers is not None:
+        # Only an HTTP answer's headers are still to be sent: on a WebSocket, ``response`` is
+        # the socket, whose headers are the handshake's (read-only, and long sent).
+        if counter is not None and isinstance(headers, MutableHeaders):
             headers[STATEMENTS_HEADER] = str(counter.count)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
+
+import orjson
 
 from tests.api import Tenant
 from tests.graph import rows
@@ -91,6 +94,23 @@ async def test_another_tenants_cluster_id_is_not_found(
         assert errors[0]["extensions"]["code"] == "NOT_FOUND", payload
     finally:
         await ws.close()
+
+
+async def test_a_subscription_the_server_ends_is_completed_without_a_server_error(
+    api: Any, tenant: Tenant, other: Tenant, caplog: Any
+) -> None:
+    """The server ends this one (its cluster is not the caller's): the client hears why, then
+    ``complete``, and the server logs no failure of its own (the statement-count header is
+    for HTTP answers; a socket's headers are the handshake's, which cannot change)."""
+    theirs = await _cluster(api, other, "ended")
+    ws = await open_subscription(api.ws_url, tenant.tokens["admin"], SYNC, {"id": _gid(theirs)})
+    try:
+        messages = [orjson.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]
+        assert [m["type"] for m in messages] == ["next", "complete"], messages
+        assert messages[0]["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    finally:
+        await ws.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_five_hundred_subscribers_all_receive_the_event(api: Any, tenant: Tenant) -> None:
