@@ -174,7 +174,7 @@ class _Run:
                     return None
                 obj, levels = found
                 if obj.needs_paths:
-                    self.paths[obj] = [self.completion.root_path]
+                    self._paths_below(obj, levels[0][0][1], [self.completion.root_path])
             else:
                 if isinstance(plan.spec, RootConnection):
                     await self._root_connection(plan)
@@ -283,29 +283,28 @@ class _Run:
 
     def _row_paths(self, plan: ConnectionPlan, at: Mapping[Any, Path]) -> None:
         """The response path of every row of ``plan``'s objects that need one (theirs or
-        their descendants' holes), given the connection's path under each parent, and so
-        on down."""
+        their descendants' holes), given the connection's path under each parent."""
         fetched = self.fetched[plan]
         for obj in plan.objects:
             if not obj.needs_paths:
                 continue
             steps = obj.steps
             assert steps is not None
-            paths: list[Path] = []
+            rows, paths = [], []
             for parent in fetched.parents:
                 listed = Path(at[parent], steps.list_key, steps.connection_type)
-                for index in range(len(fetched.pages.get(parent, fetched.empty).rows)):
+                for index, row in enumerate(fetched.pages.get(parent, fetched.empty).rows):
                     item = Path(listed, index, None)
+                    rows.append(row)
                     paths.append(item if steps.item_key is None
                                  else Path(item, steps.item_key, steps.edge_type))
-            self.paths[obj] = paths
-            if not obj.connections:
-                continue
-            rows = [row for parent in fetched.parents
-                    for row in fetched.pages.get(parent, fetched.empty).rows]
-            for connection in obj.connections:
-                if not any(child.needs_paths for child in connection.objects):
-                    continue
+            self._paths_below(obj, rows, paths)
+
+    def _paths_below(self, obj: ObjectPlan, rows: list[Any], paths: list[Path]) -> None:
+        """Keeps the paths of ``obj``'s rows, then finds those of the rows below them."""
+        self.paths[obj] = paths
+        for connection in obj.connections:
+            if any(child.needs_paths for child in connection.objects):
                 self._row_paths(connection, {
                     row["id"]: Path(path, connection.key, obj.type_.name)
                     for row, path in zip(rows, paths, strict=True)})

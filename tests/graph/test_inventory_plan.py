@@ -11,7 +11,9 @@ from graphql import GraphQLError
 from graphql.execution.executor import CollectedErrors
 from graphql.pyutils import Path
 
+import schema.build
 from schema.build import PLANNER_ATTRIBUTE, retract_errors
+from schema.relay import to_global_id
 from tests.graph import rows
 from tests.graph.inventory_paths import Paths
 
@@ -156,3 +158,33 @@ def test_retracting_a_root_fields_errors_leaves_the_others_and_unnulls_its_posit
     assert not collected.has_nulled_position(values)
     collected.add(GraphQLError("refused again", path=values.as_list()), values)
     assert [e.message for e in collected.errors][-1] == "refused again"
+
+
+async def test_holes_below_a_root_object_are_completed_on_the_plan(
+        api: Any, tenant: Any, monkeypatch: Any) -> None:
+    """``node(id)`` answered by the plan with holes two levels down (a deployment's way back
+    to its cluster, a pod's containers and node): the plan answers, it is not given up, and
+    the bytes are the resolvers'."""
+    paths = await _paths(api, tenant)
+    answered: list[object] = []
+    run_plan = schema.build.run_plan
+
+    async def counting(*args: Any) -> Any:
+        answer = await run_plan(*args)
+        answered.append(answer)
+        return answer
+
+    monkeypatch.setattr(schema.build, "run_plan", counting)
+    namespace_id = await api.pool.fetchval(
+        "SELECT n.id FROM k8s_namespaces n JOIN k8s_clusters c ON c.id = n.cluster_id "
+        "WHERE c.organization_id = $1 ORDER BY c.name, n.name LIMIT 1", tenant.org_id)
+    query = """query($id: ID!) { node(id: $id) { ... on Namespace { name
+      deployments(first: 5) { edges { node { name cluster { name } pods(first: 5) {
+        nodes { name containers { name } node { name } } } } } } } } }"""
+    variables = {"id": str(to_global_id("Namespace", namespace_id))}
+    planned, _ = await paths.answer(paths.planned, query, variables, tenant.tokens["viewer"])
+    reference, _ = await paths.answer(paths.reference, query, variables,
+                                      tenant.tokens["viewer"])
+    assert planned == reference
+    assert len(answered) == 1  # the plan's answer, not the resolvers' after it gave up
+    assert planned.count(b'"containers":[]') == 2 * 3
