@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -320,8 +321,13 @@ class _Run:
                 for obj, rows in level:
                     if obj.holes:
                         await self._ask_holes(obj, rows, pending, is_awaitable)
-        finally:
-            failure = await _settle(pending)
+        except asyncio.CancelledError:  # the request was abandoned: start none of them
+            _abandon(pending)
+            raise
+        except Exception:  # one failed as it was asked: the others may fail too, settle them
+            await _settle(pending)
+            raise
+        failure = await _settle(pending)
         if failure is not None:
             raise failure
 
@@ -423,6 +429,17 @@ async def _pinned(ctx: Context) -> AsyncIterator[Context]:
 
 def _unique(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
+
+
+def _abandon(pending: list[tuple[dict[str, Any], str, Awaitable[Any]]]) -> None:
+    """Drops holes that were asked but never awaited: coroutines closed (none was started),
+    futures cancelled."""
+    for _, _, value in pending:
+        if inspect.iscoroutine(value):
+            value.close()
+        elif isinstance(value, asyncio.Future):
+            value.cancel()
+    pending.clear()
 
 
 async def _settle(pending: list[tuple[dict[str, Any], str, Awaitable[Any]]]
