@@ -49,3 +49,18 @@ class BadUserInput(ApiError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def drop_traceback(error: BaseException) -> None:
+    """Once logged (``process_errors`` runs inside the operation), an error's traceback only
+    holds frames, and through them the executor, the context and the rows, in a cycle with
+    the error itself: the request's whole state for the collector to find. The client's
+    form of an error carries no traceback anyway."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        original = getattr(current, "original_error", None)
+        current = original if isinstance(original, BaseException) else (
+            current.__cause__ or current.__context__)

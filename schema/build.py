@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import ASTValidationRule, GraphQLError, GraphQLObjectType
+from graphql.execution.executor import CollectedErrors
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -20,8 +21,9 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from resolvers.errors import drop_traceback
 from resolvers.inventory.plan import Planner, RootPlan
-from resolvers.inventory.run import argument_reader, run_plan
+from resolvers.inventory.run import Completion, argument_reader, run_plan
 from resolvers.inventory.spec import RowReaders
 from schema.cluster_types import CLUSTER_READERS, Cluster
 from schema.cooperative import CooperativeExecutionContext
@@ -29,7 +31,6 @@ from schema.extensions import (
     DropLoaders,
     ErrorCodes,
     RequireAuthentication,
-    drop_traceback,
     log_error,
 )
 from schema.mutation import Mutation
@@ -72,10 +73,12 @@ class DocumentCache(ParserCache):
 
 
 class PlannedExecutionContext(CooperativeExecutionContext):
-    """Root fields with an inventory plan run it (``resolvers.inventory``); the others, and
-    any planned field the plan cannot answer exactly (an invalid cursor, a missing cluster, a
-    value that does not serialise), run through the resolvers, which then report what went
-    wrong exactly as they always have. The planned path raises nothing of its own to clients.
+    """Root fields with an inventory plan run it (``resolvers.inventory``), which hands the
+    fields it does not cover back to this executor's ``execute_field``. Other root fields,
+    and any planned field the plan cannot answer exactly (an invalid cursor, a missing
+    cluster, a value that does not serialise, a hole's error that would null a planned
+    field), run through the resolvers, which then report what went wrong exactly as they
+    always have. The planned path raises nothing of its own to clients.
     """
 
     def execute_field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any,
@@ -92,12 +95,33 @@ class PlannedExecutionContext(CooperativeExecutionContext):
     async def _planned(self, plan: RootPlan, parent_type: Any, source: Any,
                        field_details_list: Any, path: Any, position_context: Any) -> Any:
         try:
-            return await run_plan(plan, self.context_value, argument_reader(self))
+            return await run_plan(plan, self.context_value, argument_reader(self),
+                                  Completion(self, path))
         except Exception as unplanned:
             drop_traceback(unplanned)  # its frames hold the run: a cycle, else
+        retract_errors(self.collected_errors, path.key)
         answer = super().execute_field(parent_type, source, field_details_list, path,
                                        position_context)
         return await answer if self.is_awaitable(answer) else answer
+
+
+def retract_errors(collected: CollectedErrors, root_key: str | int) -> None:
+    """Takes back the errors recorded under the root field ``root_key`` (by the holes of a
+    plan that was then given up), and the positions they nulled, so that the resolvers'
+    answer of the field records its own, once, and none is skipped as already nulled.
+    ``CollectedErrors`` offers no removal: its two private collections are edited here."""
+    errors: list[GraphQLError] = collected._errors
+    errors[:] = [e for e in errors if not e.path or e.path[0] != root_key]
+    positions = collected._error_positions
+    for position in [p for p in positions if p is not None and _root_key(p) == root_key]:
+        positions.discard(position)
+
+
+def _root_key(path: Any) -> str | int:
+    while path.prev is not None:
+        path = path.prev
+    key: str | int = path.key
+    return key
 
 
 class FleetGraphSchema(strawberry.Schema):

@@ -28,6 +28,7 @@ from resolvers.errors import (
     RETRY_AFTER_S,
     STATEMENT_TIMED_OUT,
     ApiError,
+    drop_traceback,
 )
 from schema.variable_errors import refused_literal, refused_syntax, refused_variable
 
@@ -118,21 +119,6 @@ def _answer_retry_later(context: Any) -> None:
     if response is not None and hasattr(response, "status_code"):
         response.status_code = 503
         response.headers["Retry-After"] = RETRY_AFTER_S
-
-
-def drop_traceback(error: BaseException) -> None:
-    """Once logged (``process_errors`` runs inside the operation), an error's traceback only
-    holds frames, and through them the executor, the context and the rows, in a cycle with
-    the error itself: the request's whole state for the collector to find. The client's
-    form of an error carries no traceback anyway."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        current.__traceback__ = None
-        original = getattr(current, "original_error", None)
-        current = original if isinstance(original, BaseException) else (
-            current.__cause__ or current.__context__)
 
 
 class DropLoaders(SchemaExtension):

@@ -9,5 +9,6 @@ straight into the response's dicts, with cursors minted only where they are sele
 
 The Strawberry schema stays the definition of the API: what the planner may do is read from it
 (the registered ``spec`` of each type and connection field). Whatever it does not cover runs
-through the resolvers, and a differential test holds both to the same bytes.
+through the resolvers, field by field inside a planned object (its holes, completed by
+graphql-core on the row's model object), and a differential test holds both to the same bytes.
 """

@@ -9,17 +9,22 @@ level's rows must hold. Each object becomes one compiled function over its rows
 (``resolvers.inventory.rowcode``). Argument values are not in the plan; they are read per
 request, because variables change them.
 
-Planning is all or nothing per root field: a root field whose selection reaches anything
-without a registered reader or connection spec (health, cost, metrics, Helm releases, a pod's
-containers or node…) gets no plan, and runs through the resolvers as before. Plans are cached
-per (document text, operation name, values of the variables that ``@skip``/``@include`` read),
-the only inputs that change the field collection.
+Planning is field by field. A field of a planned object that reaches anything without a
+registered reader or connection spec (health, cost, metrics, Helm releases, a pod's containers
+or node…) becomes a *hole*: the object's other fields still come from the plan, and the hole
+alone, with its subtree, is completed by graphql-core on the object the resolvers would have
+made from the row (its type's ``from_row``), for every row of the level before any is awaited,
+so its dataloaders batch as they do on the resolvers' path (``resolvers.inventory.run``). An
+object with holes reads every column, since ``from_row`` does. Only a root field that cannot be
+planned at all (no spec, a type without readers, ``@defer``) runs entirely through the
+resolvers. Plans are cached per (document text, operation name, values of the variables that
+``@skip``/``@include`` read), the only inputs that change the field collection.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +55,7 @@ from resolvers.inventory.rowcode import (
     Child,
     Constant,
     FromRow,
+    Hole,
     Leaf,
     Part,
     Record,
@@ -84,16 +90,42 @@ class ArgumentSource:
     strawberry_field: Any
 
 
+@dataclass(frozen=True)
+class HolePlan:
+    """A field of a planned object that graphql-core completes (see the module docstring)."""
+
+    key: str
+    field_details_list: Any  # graphql-core's FieldDetailsList, as ``execute_field`` takes it
+
+
+@dataclass(frozen=True)
+class PathSteps:
+    """How a row's response path goes on from its connection's: the list's key (a field of
+    the connection type), the row's index, then the edge's ``node`` key where the rows are
+    ``edges { node }`` (``item_key`` None for ``nodes``). Type names are the owners of each
+    key, as graphql-core records them in a ``Path``."""
+
+    list_key: str
+    connection_type: str
+    item_key: str | None = None
+    edge_type: str | None = None
+
+
 @dataclass(eq=False)
 class ObjectPlan:
     """One inventory object per row: ``build_rows`` makes the response dicts of a list of
     rows (``resolvers.inventory.rowcode``), given each of ``connections``' finished dicts
-    by parent id."""
+    by parent id. ``holes`` are completed on ``model(row)`` afterwards, at each row's path;
+    ``needs_paths`` says whether this object's rows or any below them have holes."""
 
-    type_name: str
+    type_: GraphQLObjectType
     build_rows: RowsBuilder
     connections: list[ConnectionPlan] = field(default_factory=list)
     columns: frozenset[str] | None = None  # what the rows must hold; None: every column
+    holes: list[HolePlan] = field(default_factory=list)
+    model: Callable[[Any], Any] | None = None
+    steps: PathSteps | None = None  # set by the connection that lists it
+    needs_paths: bool = False
 
 
 @dataclass(eq=False)
@@ -103,6 +135,7 @@ class ConnectionPlan:
 
     spec: InventorySpec
     arguments: ArgumentSource
+    key: str  # its response key in the parent object (or at the root)
     parts: list[tuple[str, str, Any]] = field(default_factory=list)
     objects: list[ObjectPlan] = field(default_factory=list)
     needs_cursors: bool = False
@@ -193,8 +226,8 @@ class Planner:
                 self._plans.popitem(last=False)
         if response_key not in plans:
             try:
-                plans[response_key] = _Planning(self, executor).root(parent_type,
-                                                                     field_details_list)
+                plans[response_key] = _Planning(self, executor).root(
+                    parent_type, field_details_list, response_key)
             except Unplanned:
                 plans[response_key] = None
         return plans[response_key]
@@ -245,12 +278,14 @@ class _Planning:
             raise Unplanned
         return field_def, strawberry_field, ArgumentSource(field_def, first, strawberry_field)
 
-    def root(self, parent_type: GraphQLObjectType, field_details_list: Any) -> RootPlan:
+    def root(self, parent_type: GraphQLObjectType, field_details_list: Any,
+             response_key: str) -> RootPlan:
         field_def, strawberry_field, arguments = self._definition(parent_type,
                                                                   field_details_list)
         spec = strawberry_field.metadata.get(METADATA_KEY)
         if isinstance(spec, ChildConnection | RootConnection):
-            return self._connection(spec, arguments, field_def.type, field_details_list)
+            return self._connection(spec, arguments, field_def.type, field_details_list,
+                                    response_key)
         if isinstance(spec, RootObject):
             named = _unwrap(field_def.type)
             types: list[GraphQLObjectType] = (
@@ -272,27 +307,49 @@ class _Planning:
             raise Unplanned
         parts: list[tuple[str, Part]] = []
         connections: list[ConnectionPlan] = []
+        holes: list[HolePlan] = []
         columns: set[str] | None = {"id"}  # children are asked for by their parent's id
         for key, details in self._subfields(type_, field_details_list).items():
-            name = details[0].node.name.value
-            if name == "__typename":
+            if details[0].node.name.value == "__typename":
                 parts.append((key, Constant(type_.name)))
                 continue
-            field_def, strawberry_field, arguments = self._definition(type_, details)
-            spec = strawberry_field.metadata.get(METADATA_KEY)
-            if isinstance(spec, ChildConnection):
-                connections.append(self._connection(spec, arguments, field_def.type, details))
-                parts.append((key, Child(len(connections) - 1)))
+            try:
+                part = self._field(type_, readers, key, details, connections)
+            except Unplanned:
+                holes.append(HolePlan(key, details))
+                parts.append((key, Hole()))
                 continue
-            read = readers.get(strawberry_field.python_name)
-            if read is None or strawberry_field.base_resolver is not None:
+            parts.append((key, part))
+            if not isinstance(part, Child):
+                read_columns = value_columns(part)
+                columns = None if columns is None or read_columns is None \
+                    else columns | read_columns
+        model = None
+        if holes:
+            definition = (type_.extensions or {}).get(STRAWBERRY_DEFINITION)
+            model = getattr(getattr(definition, "origin", None), "from_row", None)
+            if model is None:  # no way to make the resolvers' object from a row
                 raise Unplanned
-            value = self._value(field_def.type, details, FromRow(read))
-            parts.append((key, value))
-            read_columns = value_columns(value)
-            columns = None if columns is None or read_columns is None else columns | read_columns
-        return ObjectPlan(type_.name, compile_rows(parts, len(connections)), connections,
-                          None if columns is None else frozenset(columns))
+            columns = None  # ``from_row`` reads them all
+        return ObjectPlan(
+            type_, compile_rows(parts, len(connections)), connections,
+            None if columns is None else frozenset(columns), holes, model,
+            needs_paths=bool(holes) or any(o.needs_paths for c in connections
+                                           for o in c.objects))
+
+    def _field(self, type_: GraphQLObjectType, readers: RowReaders, key: str, details: Any,
+               connections: list[ConnectionPlan]) -> Value | Child:
+        """A field of a planned object as the plan answers it (a connection is appended to
+        ``connections``), or ``Unplanned``: it is then a hole."""
+        field_def, strawberry_field, arguments = self._definition(type_, details)
+        spec = strawberry_field.metadata.get(METADATA_KEY)
+        if isinstance(spec, ChildConnection):
+            connections.append(self._connection(spec, arguments, field_def.type, details, key))
+            return Child(len(connections) - 1)
+        read = readers.get(strawberry_field.python_name)
+        if read is None or strawberry_field.base_resolver is not None:
+            raise Unplanned
+        return self._value(field_def.type, details, FromRow(read))
 
     def _value(self, type_: GraphQLOutputType, field_details_list: Any, source: Source
                ) -> Value:
@@ -316,9 +373,10 @@ class _Planning:
         return Record(source, parts, isinstance(type_, GraphQLNonNull))
 
     def _connection(self, spec: InventorySpec, arguments: ArgumentSource,
-                    type_: GraphQLOutputType, field_details_list: Any) -> ConnectionPlan:
+                    type_: GraphQLOutputType, field_details_list: Any, key: str
+                    ) -> ConnectionPlan:
         connection_type = _unwrap(type_)
-        plan = ConnectionPlan(spec, arguments)
+        plan = ConnectionPlan(spec, arguments, key)
         node_type = _unwrap(connection_type.fields["edges"].type).fields["node"].type
         node_named = _unwrap(node_type)
         for key, details in self._subfields(connection_type, field_details_list).items():
@@ -336,16 +394,17 @@ class _Planning:
                 plan.parts.append((key, "pageInfo", (info, info_type.name)))
             elif name == "nodes":
                 nodes = self._object(node_named, details)
+                nodes.steps = PathSteps(key, connection_type.name)
                 plan.objects.append(nodes)
                 plan.parts.append((key, "nodes", nodes))
             elif name == "edges":
-                plan.parts.append((key, "edges", self._edges(connection_type, details, plan)))
+                plan.parts.append((key, "edges", self._edges(connection_type, details, plan, key)))
             else:
                 raise Unplanned
         return plan
 
     def _edges(self, connection_type: GraphQLObjectType, field_details_list: Any,
-               plan: ConnectionPlan) -> list[tuple[str, str, Any]]:
+               plan: ConnectionPlan, edges_key: str) -> list[tuple[str, str, Any]]:
         edge_type = _unwrap(connection_type.fields["edges"].type)
         parts: list[tuple[str, str, Any]] = []
         for key, details in self._subfields(edge_type, field_details_list).items():
@@ -357,6 +416,7 @@ class _Planning:
                 parts.append((key, "cursor", None))
             elif name == "node":
                 node = self._object(_unwrap(edge_type.fields["node"].type), details)
+                node.steps = PathSteps(edges_key, connection_type.name, key, edge_type.name)
                 plan.objects.append(node)
                 parts.append((key, "node", node))
             else:

@@ -91,7 +91,14 @@ class Child:
     index: int
 
 
-Part = Value | Child
+@dataclass(frozen=True)
+class Hole:
+    """A field the plan leaves to graphql-core's own execution. The builder writes None under
+    its key, so the key keeps its place in the response's order; the run then replaces it
+    with what execution completes for the field on the row's model object."""
+
+
+Part = Value | Child | Hole
 
 
 # --- turning them into code -----------------------------------------------------------------
@@ -187,6 +194,8 @@ def _dict(code: _Source, parts: Sequence[tuple[str, Part]], holder: str | None, 
     for key, part in parts:
         if isinstance(part, Child):
             items.append(f"{key!r}: c{part.index}[row['id']]")
+        elif isinstance(part, Hole):
+            items.append(f"{key!r}: None")
         else:
             items.append(f"{key!r}: {_value(code, part, holder, depth)}")
     return "{" + ", ".join(items) + "}"

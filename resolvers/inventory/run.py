@@ -15,6 +15,17 @@ minted only for connections whose ``cursor``, ``startCursor`` or ``endCursor`` i
 Nothing built refers back to anything (plain dicts, lists and scalars), so a request leaves
 no reference cycle behind.
 
+Then the holes (fields the plan leaves to graphql-core, see ``resolvers.inventory.plan``) are
+completed, top level first: for every row of an object with holes, its model object is made
+from the row and each hole goes through the request's own ``execute_field`` at the row's
+response path, so resolvers, permissions, errors and their paths are the resolvers' path's
+own. Every hole of every row is asked before any is awaited, so a dataloader sees all of a
+level's keys and answers them in one statement, as it does for the resolvers. The completed
+values replace the placeholders the builders left, in place, so response order is kept. A
+hole whose error reaches a non-null field would null some planned ancestor; the run then
+raises and the resolvers answer the whole root field (``schema.build`` takes back the errors
+the holes had already recorded).
+
 The build gives the loop back every ``SLICE_SECONDS``, as the cooperative execution context
 does for the resolvers' path, so a big answer never holds ``/healthz`` or the sync up.
 """
@@ -24,15 +35,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import GraphQLObjectType
 from graphql.execution.values import get_argument_values
+from graphql.pyutils import Path
 from strawberry.types.arguments import convert_arguments
 
 from resolvers.context import Context
+from resolvers.errors import drop_traceback
 from resolvers.graph_reads import (
     ChildRows,
     ChildRowSet,
@@ -54,6 +69,22 @@ SLICE_SECONDS = 0.01
 _ROWS_PER_BUILD = 256  # rows built between two looks at the clock
 
 Arguments = Callable[[ArgumentSource], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """graphql-core's completion of the fields a plan leaves out: the request's executor,
+    and the response path of the root field being run."""
+
+    executor: Any  # graphql-core's ExecutionContext (Executor) of the request
+    root_path: Path
+
+    def field(self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any,
+              path: Path) -> Any:
+        """The field's completed value, or an awaitable of it, as execution gives it for a
+        field below the root (no incremental delivery position)."""
+        return self.executor.execute_field(parent_type, source, field_details_list, path,
+                                           None)
 
 
 def argument_reader(executor: Any) -> Arguments:
@@ -122,14 +153,16 @@ class _Slicer:
 class _Run:
     """One request's execution of one root plan. Holds rows while it builds, then nothing."""
 
-    def __init__(self, ctx: Context, arguments: Arguments) -> None:
+    def __init__(self, ctx: Context, arguments: Arguments, completion: Completion) -> None:
         self.ctx = ctx
         self.arguments = arguments
+        self.completion = completion
         self.fetched: dict[ConnectionPlan, _Fetched] = {}
         self.page_args: dict[ConnectionPlan, PageArgs] = {}
         self.counts: dict[ConnectionPlan, int] = {}
         self.built: dict[ObjectPlan, list[dict[str, Any]]] = {}
         self.connections: dict[ConnectionPlan, dict[Any, dict[str, Any]]] = {}
+        self.paths: dict[ObjectPlan, list[Path]] = {}
         self.slicer = _Slicer()
 
     async def root(self, plan: RootPlan) -> Any:
@@ -141,6 +174,8 @@ class _Run:
                 if found is None:
                     return None
                 obj, levels = found
+                if obj.needs_paths:
+                    self._paths_below(obj, levels[0][0][1], [self.completion.root_path])
             else:
                 if isinstance(plan.spec, RootConnection):
                     await self._root_connection(plan)
@@ -149,8 +184,10 @@ class _Run:
                     parent = self.ctx.require().organization_id
                     await self._fetch([(plan, [parent])])
                 levels = await self._descend(self._children(plan))
+                self._row_paths(plan, {parent: self.completion.root_path})
         self.ctx = shared
         await self._build(levels)
+        await self._complete_holes(levels)
         if isinstance(plan, RootObjectPlan):
             return self.built[obj][0]
         return self._connection(plan, self.fetched[plan], parent)
@@ -216,8 +253,12 @@ class _Run:
         keys = list(groups)
         results = []
         for k in keys:  # in turn: they share the run's one connection
+            parents = _unique(groups[k].parents)
+            if not parents:  # nothing above it came back: no statement, as for the resolvers
+                results.append(ChildRowSet({}, "", 0))
+                continue
             results.append(await fetch_child_rows(
-                self.ctx, groups[k].spec.relation, _unique(groups[k].parents), k[1],
+                self.ctx, groups[k].spec.relation, parents, k[1],
                 groups[k].columns, cursors=groups[k].cursors, totals=groups[k].totals))
         found = dict(zip(keys, results, strict=True))
         for connection, parents in asks:
@@ -240,6 +281,76 @@ class _Run:
                     self.connections[connection] = await self._connections_by_parent(
                         connection)
                 self.built[obj] = await self._objects(obj, rows)
+
+    def _row_paths(self, plan: ConnectionPlan, at: Mapping[Any, Path]) -> None:
+        """The response path of every row of ``plan``'s objects that need one (theirs or
+        their descendants' holes), given the connection's path under each parent."""
+        fetched = self.fetched[plan]
+        for obj in plan.objects:
+            if not obj.needs_paths:
+                continue
+            steps = obj.steps
+            assert steps is not None
+            rows, paths = [], []
+            for parent in fetched.parents:
+                listed = Path(at[parent], steps.list_key, steps.connection_type)
+                for index, row in enumerate(fetched.pages.get(parent, fetched.empty).rows):
+                    item = Path(listed, index, None)
+                    rows.append(row)
+                    paths.append(item if steps.item_key is None
+                                 else Path(item, steps.item_key, steps.edge_type))
+            self._paths_below(obj, rows, paths)
+
+    def _paths_below(self, obj: ObjectPlan, rows: list[Any], paths: list[Path]) -> None:
+        """Keeps the paths of ``obj``'s rows, then finds those of the rows below them."""
+        self.paths[obj] = paths
+        for connection in obj.connections:
+            if any(child.needs_paths for child in connection.objects):
+                self._row_paths(connection, {
+                    row["id"]: Path(path, connection.key, obj.type_.name)
+                    for row, path in zip(rows, paths, strict=True)})
+
+    async def _complete_holes(self, levels: list[list[tuple[ObjectPlan, list[Any]]]]) -> None:
+        """Completes every hole of every built row (see the module docstring): all asked,
+        then all awaited together; the first error that would null a planned ancestor is
+        raised once every other hole has settled."""
+        pending: list[tuple[dict[str, Any], str, Awaitable[Any]]] = []
+        is_awaitable = self.completion.executor.is_awaitable
+        try:
+            for level in levels:
+                for obj, rows in level:
+                    if obj.holes:
+                        await self._ask_holes(obj, rows, pending, is_awaitable)
+        except asyncio.CancelledError:  # the request was abandoned: start none of them
+            _abandon(pending)
+            raise
+        except Exception:  # one failed as it was asked: the others may fail too, settle them
+            await _settle(pending)
+            raise
+        failure = await _settle(pending)
+        if failure is not None:
+            raise failure
+
+    async def _ask_holes(self, obj: ObjectPlan, rows: list[Any],
+                         pending: list[tuple[dict[str, Any], str, Awaitable[Any]]],
+                         is_awaitable: Callable[[Any], bool]) -> None:
+        assert obj.model is not None
+        field = self.completion.field
+        type_, type_name, model, holes = obj.type_, obj.type_.name, obj.model, obj.holes
+        built, paths = self.built[obj], self.paths[obj]
+        for start in range(0, len(rows), _ROWS_PER_BUILD):
+            for at in range(start, min(start + _ROWS_PER_BUILD, len(rows))):
+                source, out, path = model(rows[at]), built[at], paths[at]
+                for hole in holes:
+                    value = field(type_, source, hole.field_details_list,
+                                  Path(path, hole.key, type_name))
+                    if is_awaitable(value):
+                        pending.append((out, hole.key, value))
+                    else:
+                        out[hole.key] = value
+            # One turn between slices: the dataloaders wait for several quiet turns before
+            # they ask, so a level's keys still make one batch.
+            await self.slicer.pause_if_due()
 
     async def _objects(self, obj: ObjectPlan, rows: list[Any]) -> list[dict[str, Any]]:
         children = [self.connections[connection] for connection in obj.connections]
@@ -320,8 +431,40 @@ def _unique(values: list[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-async def run_plan(plan: RootPlan, ctx: Context, arguments: Arguments) -> Any:
-    """The root field's completed value, or ``Unplanned`` (or the resolvers' own error) when
-    only the resolvers can answer it exactly."""
-    return await _Run(ctx, arguments).root(plan)
+def _abandon(pending: list[tuple[dict[str, Any], str, Awaitable[Any]]]) -> None:
+    """Drops holes that were asked but never awaited: coroutines closed (none was started),
+    futures cancelled."""
+    for _, _, value in pending:
+        if inspect.iscoroutine(value):
+            value.close()
+        elif isinstance(value, asyncio.Future):
+            value.cancel()
+    pending.clear()
+
+
+async def _settle(pending: list[tuple[dict[str, Any], str, Awaitable[Any]]]
+                  ) -> BaseException | None:
+    """Awaits every pending hole and writes each value in place; the first failure (an
+    error bound for a non-null ancestor), once all have settled, is returned, not raised,
+    all without their tracebacks, which would hold the run in a cycle."""
+    if not pending:
+        return None
+    values = await asyncio.gather(*(value for _, _, value in pending), return_exceptions=True)
+    failure: BaseException | None = None
+    for (out, key, _), value in zip(pending, values, strict=True):
+        if isinstance(value, BaseException):
+            failure = failure or value
+            drop_traceback(value)
+        else:
+            out[key] = value
+    pending.clear()
+    return failure
+
+
+async def run_plan(plan: RootPlan, ctx: Context, arguments: Arguments,
+                   completion: Completion) -> Any:
+    """The root field's completed value, or ``Unplanned`` (or the resolvers' own error, or
+    a hole's error bound for a non-null planned field) when only the resolvers can answer it
+    exactly."""
+    return await _Run(ctx, arguments, completion).root(plan)
 

@@ -49,7 +49,8 @@ class Paths:
 
 
 async def varied_fleet(conn: asyncpg.Connection, org_id: Any, prefix: str) -> None:
-    """Two clusters with odd values: nulls, deleted rows, every phase, health and order."""
+    """Two clusters with odd values: nulls, deleted rows, every phase, health and order, and
+    Helm releases in two of each cluster's namespaces."""
     when = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     for c in range(2):
         cid = await rows.cluster(conn, org_id, f"{prefix}-{c}", labels={"env": f"e{c}"})
@@ -60,6 +61,9 @@ async def varied_fleet(conn: asyncpg.Connection, org_id: Any, prefix: str) -> No
             await rows.namespace(conn, cid, ns, team=f"t{n % 2}", labels={"tier": str(n)},
                                  usage_cpu_cores=Decimal("1.5") if n else None,
                                  deleted_at=when if n == 2 else None)
+            if n < 2:  # releases without stored values: ``values`` is null, or refused
+                await rows.insert(conn, "k8s_helm_releases", cluster_id=cid, namespace=ns,
+                                  name=f"rel-{n}", revision=n + 1, status="deployed")
             for d in range(2):
                 await rows.deployment(conn, cid, ns, f"dep-{d}", replicas_desired=d + 1,
                                       health_status=("healthy", "degraded")[d],
