@@ -545,11 +545,20 @@ class ClusterSync:
     async def _analyze(self) -> None:
         """Statistics for the freshly loaded rows: plans for the per-flush statements need
         them, which a bulk load lacks. Beside the watches, not before them: it takes a
-        third of a second on a 10,000-pod cluster, and nothing it does is needed to write."""
+        third of a second on a 10,000-pod cluster, and nothing it does is needed to write.
+
+        Being beside them, it may be running when the sync is stopped: the connection is
+        then released before the task ends (asyncpg shields a release from the cancellation,
+        so ``pool.execute`` would end first and leave the connection busy behind it)."""
         try:
-            await self._pool.execute(
-                "ANALYZE k8s_pods, k8s_replicasets, k8s_deployments, k8s_nodes, k8s_namespaces"
-            )
+            conn = await self._pool.acquire()
+            try:
+                await conn.execute(
+                    "ANALYZE k8s_pods, k8s_replicasets, k8s_deployments, k8s_nodes,"
+                    " k8s_namespaces"
+                )
+            finally:
+                await self._pool.release(conn)
         except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
             stop_if_cancelled()
 
