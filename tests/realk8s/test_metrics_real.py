@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import uuid
+from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
 from app.vault import Vault
+from kubesim import KubeSim
 from tests.realk8s.conftest import deployment, fake_node, namespace, register_real_cluster
 from tests.realk8s.controlplane import ControlPlane, KubectlError
 from tests.sync.conftest import FAST, eventually, running_sync
@@ -234,3 +238,63 @@ async def stored(pool: asyncpg.Pool, cluster_id: uuid.UUID) -> tuple[
     return ({r["name"]: (r["usage_cpu_cores"], r["usage_memory_bytes"]) for r in pods},
             {r["name"]: (r["usage_cpu_cores"], r["usage_memory_bytes"]) for r in nodes},
             {r["name"]: (r["cpu_cores"], r["memory_bytes"]) for r in samples})
+
+
+# --- kubesim against the real thing -----------------------------------------------------------
+
+
+def fields(document: dict[str, Any]) -> dict[str, Any]:
+    """The field names of a metrics list at each level (the values differ by nature)."""
+    item = document["items"][0]
+    usage = item["containers"][0] if "containers" in item else item
+    return {"list": sorted(document), "list metadata": document["metadata"],
+            "item": sorted(item), "item metadata": sorted(item["metadata"]),
+            "container": sorted(item["containers"][0]) if "containers" in item else None,
+            "usage": sorted(usage["usage"])}
+
+
+def check_values(document: dict[str, Any]) -> None:
+    for item in document["items"]:
+        assert re.fullmatch(r"\d+(\.\d+)?s", item["window"]), item["window"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", item["timestamp"])
+        for part in item.get("containers") or [item]:
+            assert quantity(part["usage"]["cpu"]) > 0 and quantity(part["usage"]["memory"]) > 0
+
+
+async def test_kubesim_answers_metrics_k8s_io_as_metrics_server_does(
+    metrics_fleet: ControlPlane,
+) -> None:
+    """kubesim's metrics.k8s.io has the real one's fields at every level (lists whose items
+    carry no kind, no resourceVersion, ``limit`` ignored with no ``continue``; a single GET
+    with its kind), so what the sync learns against kubesim holds against metrics-server."""
+    plane = metrics_fleet
+    await every_pod_reported(plane)
+    paths = ("/apis/metrics.k8s.io/v1beta1/nodes?limit=1",
+             f"/apis/metrics.k8s.io/v1beta1/namespaces/{NS}/pods?limit=1")
+    real = [await raw(plane, path) for path in paths]
+    one_real = await raw(plane, "/apis/metrics.k8s.io/v1beta1/namespaces/"
+                         f"{NS}/pods/{real[1]['items'][0]['metadata']['name']}")
+    async with KubeSim.start(fleet="small", seed=12, tls=True) as sim:
+        assert sim.tls is not None
+        context = ssl.create_default_context(cadata=sim.tls.cert_pem.decode())
+        ns, _ = Counter(p["metadata"]["namespace"] for p in sim.store.list("pods")
+                        if p["status"].get("phase") == "Running").most_common(1)[0]
+        async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {sim.token}"}) as http:
+            simulated = []
+            for path in (paths[0], f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?limit=1"):
+                async with http.get(sim.url + path, ssl=context) as answer:
+                    assert answer.status == 200
+                    simulated.append(await answer.json())
+            name = simulated[1]["items"][0]["metadata"]["name"]
+            async with http.get(f"{sim.url}/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/"
+                                f"{name}", ssl=context) as answer:
+                one_simulated = await answer.json()
+    for real_list, simulated_list in zip(real, simulated, strict=True):
+        assert fields(simulated_list) == fields(real_list)
+        assert len(real_list["items"]) > 1 and len(simulated_list["items"]) > 1
+        check_values(real_list)
+        check_values(simulated_list)
+    assert (one_simulated["kind"], one_simulated["apiVersion"]) == (
+        one_real["kind"], one_real["apiVersion"]) == ("PodMetrics", "metrics.k8s.io/v1beta1")
+    assert sorted(one_simulated) == sorted(one_real)
