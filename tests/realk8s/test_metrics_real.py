@@ -121,8 +121,10 @@ async def every_pod_reported(plane: ControlPlane) -> dict[str, tuple[Decimal, in
                             within=FIRST_METRICS_S, interval=1.0)
 
 
-def close(value: Decimal, expected: Decimal, *, tolerance: Decimal = Decimal("0.05")) -> bool:
-    """A CPU rate is cumulative core-seconds over metrics-server's clock: within 5 %."""
+def close(value: Decimal, expected: Decimal, *, tolerance: Decimal = Decimal("0.1")) -> bool:
+    """A CPU rate is KWOK's cumulative core-seconds (advanced on KWOK's clock when it answers)
+    over metrics-server's request times, so it is off by the difference between two scrapes'
+    latencies over the 10 s window: well under 1 % when idle, within 10 % on two busy cores."""
     return abs(value - expected) <= expected * tolerance
 
 
@@ -130,7 +132,8 @@ async def test_metrics_server_reports_the_usage_kwok_simulates(
     metrics_fleet: ControlPlane,
 ) -> None:
     """metrics.k8s.io (through the aggregator) and ``kubectl top`` report, per pod, the usage
-    the annotations asked KWOK for: memory exactly (a gauge), CPU as a rate of KWOK's counter;
+    the annotations asked KWOK for: memory exactly (a gauge), CPU as a rate of KWOK's counter
+    (see :func:`close`);
     and each node's usage is its pods' sum."""
     plane = metrics_fleet
     service = await plane.kubectl_json("get", "apiservice", "v1beta1.metrics.k8s.io")
