@@ -48,9 +48,10 @@ test: install install-system
 	$(BIN)/pytest -q
 
 # The real control plane for tests/realk8s (kube-apiserver, controller-manager, scheduler,
-# kubectl, etcd, KWOK), built from the Go module proxy into a cache outside the repository
-# (FLEETGRAPH_K8S_CACHE, default ~/.cache/fleetgraph/k8s) and reused while its versions hold.
-# Not part of `make test` (ten minutes cold); .ci/run builds it and runs pytest tests/realk8s.
+# kubectl, etcd, KWOK, metrics-server), built from the Go module proxy into a cache outside the
+# repository (FLEETGRAPH_K8S_CACHE, default ~/.cache/fleetgraph/k8s) and reused while its
+# versions hold. Not part of `make test` (about fourteen minutes cold); .ci/run builds it and
+# runs pytest tests/realk8s.
 k8s-tier:
 	./tests/realk8s/gobuild/build.sh
 

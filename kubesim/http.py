@@ -796,8 +796,11 @@ async def _metrics(request: web.Request, state: ApiState, target: Target) -> web
             if item["metadata"]["name"] == target.name:
                 return json_response(item)
         raise errors.not_found(res.plural, target.name, group=res.group)
+    # As metrics-server answers (and every list of the real API): the items of a list carry
+    # no kind or apiVersion of their own, only a single GET does.
+    bare = [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
     return json_response(
-        {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": {}, "items": items}
+        {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": {}, "items": bare}
     )
 
 

@@ -7,9 +7,10 @@ one command away, so a missing cache is an error that names it rather than a qui
 would let CI pass without ever reaching a real apiserver.
 
 The tier is not part of a plain ``pytest`` run (``make test``): its cold build alone takes
-about ten minutes on two cores, which with the rest of the suite would take the default path
-past fifteen. It runs when asked for, by naming it (``pytest tests/realk8s``, as ``.ci/run``
-does after ``make k8s-tier``) or with ``FLEETGRAPH_REALK8S=1``; otherwise its tests are
+about fourteen minutes on two cores (ten for Kubernetes, four for metrics-server), which
+with the rest of the suite would take the default path past fifteen. It runs when asked for,
+by naming it (``pytest tests/realk8s``, as ``.ci/run`` does after ``make k8s-tier``) or with
+``FLEETGRAPH_REALK8S=1``; otherwise its tests are
 reported as skipped with that instruction, never silently dropped.
 """
 
@@ -73,10 +74,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=NOT_ASKED))
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
-    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK, for the
-    session; every process is stopped at the end, whatever the tests did."""
+def built_binaries() -> Path:
+    """The folder ``make k8s-tier`` built; skips (no Go) or fails (Go, but not built)."""
     bin_dir = binaries_dir()
     missing = missing_binaries(bin_dir)
     if missing:
@@ -85,10 +84,33 @@ def control_plane() -> Iterator[ControlPlane]:
             pytest.skip(f"real control-plane tier: Go is not installed, so `make k8s-tier` "
                         f"cannot build kube-apiserver and friends ({where})")
         pytest.fail(f"real control-plane tier: {where}; run `make k8s-tier` to build them "
-                    f"(about ten minutes cold on two cores, a second once cached)", pytrace=False)
-    plane = ControlPlane.start(bin_dir)
+                    f"(about fourteen minutes cold on two cores, a second once cached)",
+                    pytrace=False)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK, for the
+    session; every process is stopped at the end, whatever the tests did. No metrics-server
+    runs here: metrics.k8s.io is absent, as on a cluster that never installed it."""
+    plane = ControlPlane.start(built_binaries())
     try:
         plane.grant_watched_cluster_rbac()
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
+def metrics_control_plane() -> Iterator[ControlPlane]:
+    """A second control plane, for one module at a time: the same components plus the
+    aggregation layer, KWOK's simulated kubelet metrics and metrics-server registered as
+    ``v1beta1.metrics.k8s.io``. Its own etcd, so nothing made here shows on the session's
+    plane (whose tests rely on metrics.k8s.io being absent)."""
+    plane = ControlPlane.start(built_binaries(), metrics_server=True)
+    try:
+        plane.grant_watched_cluster_rbac(helm=False)
         yield plane
     finally:
         plane.stop()
@@ -102,15 +124,29 @@ def vault() -> Vault:
 # --- the fleet --------------------------------------------------------------------------------
 
 
-def fake_node(name: str, *, zone: str, instance_type: str) -> dict[str, Any]:
-    """A Node that KWOK manages (its annotation), with the capacity a scheduler needs."""
+def fake_node(name: str, *, zone: str, instance_type: str,
+              kubelet_metrics: bool = False) -> dict[str, Any]:
+    """A Node that KWOK manages (its annotation), with the capacity a scheduler needs.
+
+    With ``kubelet_metrics``, it also says where metrics-server finds its kubelet's resource
+    metrics, as KWOK's own e2e tests do: KWOK serves every node's at
+    ``/metrics/nodes/<name>/metrics/resource`` on its server port, metrics-server takes that
+    path from the ``metrics.k8s.io/resource-metrics-path`` annotation and the host from the
+    InternalIP (KWOK's node-initialize stage keeps an address the node already has)."""
     capacity = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    annotations = {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}
+    status: dict[str, Any] = {"capacity": capacity, "allocatable": capacity}
+    if kubelet_metrics:
+        annotations["metrics.k8s.io/resource-metrics-path"] = (
+            f"/metrics/nodes/{name}/metrics/resource")
+        status["addresses"] = [{"type": "InternalIP", "address": "127.0.0.1"},
+                               {"type": "Hostname", "address": name}]
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": annotations,
             "labels": {
                 "kubernetes.io/hostname": name,
                 "kubernetes.io/os": "linux",
@@ -121,7 +157,7 @@ def fake_node(name: str, *, zone: str, instance_type: str) -> dict[str, Any]:
             },
         },
         # KWOK's node-initialize stage fills in nodeInfo, addresses and the conditions.
-        "status": {"capacity": capacity, "allocatable": capacity},
+        "status": status,
     }
 
 

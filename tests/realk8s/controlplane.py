@@ -25,6 +25,12 @@ The watch cache of Deployments is switched off (``--watch-cache-sizes=deployment
 so a Deployment watch from a compacted resourceVersion reaches etcd and gets a real
 ``410 Gone``; every other kind keeps the cache, and with it the apiserver's bookmarks.
 
+``ControlPlane.start(..., metrics_server=True)`` adds the aggregation layer (a front-proxy CA
+and client certificate, the request-header flags), KWOK's simulated kubelet
+``/metrics/resource`` and metrics-server as a local process under its own ServiceAccount,
+registered as the APIService ``v1beta1.metrics.k8s.io``; without it, ``metrics.k8s.io`` is
+absent, as on a cluster that never installed metrics-server.
+
 Everything binds 127.0.0.1 on free ports and lives in one temporary folder; :meth:`stop`
 terminates every process this module started (SIGTERM, then SIGKILL after a grace period).
 """
@@ -55,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -70,8 +77,15 @@ __all__ = [
 
 GOBUILD = Path(__file__).resolve().parent / "gobuild"
 BINARIES = ("etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-            "kubectl", "kwok")
-KWOK_STAGES = "kwok-stages.yaml"  # KWOK's default stages, copied from its module by build.sh
+            "kubectl", "kwok", "metrics-server")
+# Copied by build.sh from the modules the binaries come from, so they always match them:
+KWOK_STAGES = "kwok-stages.yaml"  # KWOK's default stages
+KWOK_METRICS = "kwok-metrics.yaml"  # KWOK's simulated /metrics/resource and usage annotations
+METRICS_SERVER_MANIFESTS = "metrics-server-manifests.yaml"  # its RBAC, Service, APIService
+EXTRAS = (KWOK_STAGES, KWOK_METRICS, METRICS_SERVER_MANIFESTS)
+METRICS_SERVER_NAMESPACE = "kube-system"
+METRICS_SERVER_SERVICE = "metrics-server"
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the aggregator's client certificate's name
 STOP_GRACE_S = 10.0
 START_TIMEOUT_S = 90.0
 
@@ -96,7 +110,8 @@ def binaries_dir() -> Path:
     """Where ``make k8s-tier`` puts the binaries (the same rule as gobuild/build.sh)."""
     v = tier_versions()
     cache = os.environ.get("FLEETGRAPH_K8S_CACHE") or str(Path.home() / ".cache/fleetgraph/k8s")
-    key = f"{v['K8S_VERSION']}-etcd-{v['ETCD_VERSION']}-kwok-{v['KWOK_VERSION']}"
+    key = (f"{v['K8S_VERSION']}-etcd-{v['ETCD_VERSION']}-kwok-{v['KWOK_VERSION']}"
+           f"-metrics-server-{v['METRICS_SERVER_VERSION']}")
     return Path(cache) / key / "bin"
 
 
@@ -106,7 +121,7 @@ def missing_binaries(bin_dir: Path) -> list[str]:
     if not (bin_dir / ".complete").is_file():
         return list(BINARIES)
     missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
-    return missing if (bin_dir / KWOK_STAGES).is_file() else [*missing, KWOK_STAGES]
+    return missing + [f for f in EXTRAS if not (bin_dir / f).is_file()]
 
 
 # --- certificates ---------------------------------------------------------------------------
@@ -121,6 +136,51 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+def _new_ca(common_name: str, now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey,
+                                                          x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                     crl_sign=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False,
+                                     decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _issue(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, common_name: str, *,
+           now: dt.datetime, usage: x509.ObjectIdentifier, dns: Sequence[str] = (),
+           ips: Sequence[str] = ()) -> tuple[bytes, bytes]:
+    """A leaf certificate signed by ``ca`` for one usage (server or client auth); returns
+    (certificate PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return _pem_cert(builder.sign(ca_key, hashes.SHA256())), _pem_key(key)
+
+
 @dataclass(frozen=True)
 class Pki:
     """A throwaway CA, the apiserver's serving certificate and the service-account key."""
@@ -130,56 +190,60 @@ class Pki:
     serving_key_pem: bytes
     sa_private_pem: bytes
     sa_public_pem: bytes
+    ca_key: ec.EllipticCurvePrivateKey = field(repr=False)
+    ca: x509.Certificate = field(repr=False)
 
     @classmethod
     def generate(cls) -> Pki:
         now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fleetgraph-realk8s-ca")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name).issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                         crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        names: list[x509.GeneralName] = [
-            x509.DNSName(n) for n in ("localhost", "kubernetes", "kubernetes.default",
-                                      "kubernetes.default.svc",
-                                      "kubernetes.default.svc.cluster.local")
-        ]
-        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
-        serving = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
+        ca_key, ca = _new_ca("fleetgraph-realk8s-ca", now)
+        serving_cert, serving_key = _issue(
+            ca_key, ca, "kube-apiserver", now=now,
+            usage=x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc.cluster.local"),
+            ips=("127.0.0.1", "10.0.0.1"))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         return cls(
             ca_pem=_pem_cert(ca),
-            serving_cert_pem=_pem_cert(serving),
-            serving_key_pem=_pem_key(key),
+            serving_cert_pem=serving_cert,
+            serving_key_pem=serving_key,
             sa_private_pem=_pem_key(sa_key),
             sa_public_pem=sa_key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+            ca_key=ca_key,
+            ca=ca,
         )
+
+
+@dataclass(frozen=True)
+class AggregatorPki:
+    """What the aggregation layer needs, as kubeadm lays it out: a front-proxy CA of its own
+    (never the client CA, or any client certificate could assert request headers), the
+    client certificate the apiserver proxies with (``front-proxy-client``), and
+    metrics-server's serving certificate, signed by the cluster CA for the name the
+    aggregator checks (``<service>.<namespace>.svc``) so the APIService carries a real
+    ``caBundle`` instead of ``insecureSkipTLSVerify``."""
+
+    front_proxy_ca_pem: bytes
+    proxy_client_cert_pem: bytes
+    proxy_client_key_pem: bytes
+    metrics_server_cert_pem: bytes
+    metrics_server_key_pem: bytes
+
+    @classmethod
+    def generate(cls, pki: Pki) -> AggregatorPki:
+        now = dt.datetime.now(dt.UTC)
+        fp_key, fp_ca = _new_ca("fleetgraph-realk8s-front-proxy-ca", now)
+        client_cert, client_key = _issue(fp_key, fp_ca, FRONT_PROXY_CLIENT, now=now,
+                                         usage=x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
+        service = f"{METRICS_SERVER_SERVICE}.{METRICS_SERVER_NAMESPACE}.svc"
+        ms_cert, ms_key = _issue(pki.ca_key, pki.ca, METRICS_SERVER_SERVICE, now=now,
+                                 usage=x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+                                 dns=(service, "localhost"), ips=("127.0.0.1",))
+        return cls(front_proxy_ca_pem=_pem_cert(fp_ca), proxy_client_cert_pem=client_cert,
+                   proxy_client_key_pem=client_key, metrics_server_cert_pem=ms_cert,
+                   metrics_server_key_pem=ms_key)
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -246,13 +310,18 @@ class ControlPlane:
     etcd_url: str = ""
     apiserver_port: int = 0
     kwok_port: int = 0
+    with_metrics_server: bool = False
+    metrics_server_port: int = 0
 
     # --- life ------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, bin_dir: Path) -> ControlPlane:
+    def start(cls, bin_dir: Path, *, metrics_server: bool = False) -> ControlPlane:
+        """Start the control plane; with ``metrics_server``, also the aggregation layer's
+        set-up, KWOK's simulated kubelet metrics and metrics-server behind the APIService
+        ``v1beta1.metrics.k8s.io`` (see :meth:`_start_metrics_server`)."""
         root = Path(tempfile.mkdtemp(prefix="fleetgraph-realk8s-"))
-        plane = cls(bin_dir=bin_dir, root=root)
+        plane = cls(bin_dir=bin_dir, root=root, with_metrics_server=metrics_server)
         try:
             plane._start_all()
         except BaseException:
@@ -311,10 +380,12 @@ class ControlPlane:
         return path
 
     def _start_all(self) -> None:
-        etcd_client, etcd_peer, api, kwok = free_ports(4)
+        etcd_client, etcd_peer, api, kwok, metrics = free_ports(5)
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.apiserver_port = api
         self.kwok_port = kwok
+        if self.with_metrics_server:
+            self.metrics_server_port = metrics
         pki = self.pki
         ca = self._write("ca.crt", pki.ca_pem)
         cert = self._write("apiserver.crt", pki.serving_cert_pem)
@@ -374,6 +445,7 @@ class ControlPlane:
             "--watch-cache-sizes=deployments.apps#0",
             "--profiling=false",
             "--v=1",
+            *self._aggregator_flags(),
         ])
         self._wait(apiserver, "ready kube-apiserver",
                    lambda: self.get("/readyz", user="admin", raw=True) == b"ok")
@@ -408,6 +480,9 @@ class ControlPlane:
             "kwok",
             f"--kubeconfig={self.write_kubeconfig('admin')}",
             f"--config={self.bin_dir / KWOK_STAGES}",
+            # The Metric serves /metrics/nodes/{nodeName}/metrics/resource for every node it
+            # manages, on --server-address (HTTP and, with a throwaway certificate, HTTPS).
+            *([f"--config={self.bin_dir / KWOK_METRICS}"] if self.with_metrics_server else []),
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--cidr=10.244.0.0/16",
@@ -424,6 +499,92 @@ class ControlPlane:
             if process.popen.poll() is not None:
                 raise StartError(f"{process.name} exited ({process.popen.returncode}); its log "
                                  f"ends:\n{process.log_tail()}")
+        if self.with_metrics_server:
+            self._start_metrics_server()
+
+    # --- the aggregation layer and metrics-server ---------------------------------------------
+
+    def _aggregator_flags(self) -> list[str]:
+        """kube-apiserver's side of the aggregation layer, as kubeadm sets it (the front-proxy
+        CA and client certificate, the request headers an aggregated server may trust)."""
+        if not self.with_metrics_server:
+            return []
+        agg = AggregatorPki.generate(self.pki)
+        self._write("metrics-server.crt", agg.metrics_server_cert_pem)
+        self._write("metrics-server.key", agg.metrics_server_key_pem)
+        front_proxy_ca = self._write("front-proxy-ca.crt", agg.front_proxy_ca_pem)
+        proxy_cert = self._write("front-proxy-client.crt", agg.proxy_client_cert_pem)
+        proxy_key = self._write("front-proxy-client.key", agg.proxy_client_key_pem)
+        return [
+            f"--requestheader-client-ca-file={front_proxy_ca}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            f"--proxy-client-cert-file={proxy_cert}",
+            f"--proxy-client-key-file={proxy_key}",
+            # Not endpoint routing: it only takes ClusterIP/NodePort/LoadBalancer Services
+            # and dials their EndpointSlice's address, and EndpointSlice validation refuses
+            # 127.0.0.0/8. Service routing resolves an ExternalName Service to
+            # <externalName>:<APIService port> with no kube-proxy involved, which is how
+            # kwokctl runs a local metrics-server too.
+            "--enable-aggregator-routing=false",
+        ]
+
+    def _start_metrics_server(self) -> None:
+        """metrics-server as a local process, under its own ServiceAccount with the RBAC its
+        module ships, scraping KWOK's simulated kubelets, and registered as the APIService
+        ``v1beta1.metrics.k8s.io`` (its manifests' Service turned into an ExternalName for
+        127.0.0.1, the APIService given its port and our CA instead of skipping TLS checks).
+
+        Nodes must say where their kubelet metrics are, as KWOK's own e2e tests do: an
+        InternalIP of 127.0.0.1 and the annotation ``metrics.k8s.io/resource-metrics-path``
+        (see :func:`tests.realk8s.conftest.fake_node`)."""
+        documents = [d for d in yaml.safe_load_all(
+            (self.bin_dir / METRICS_SERVER_MANIFESTS).read_text()) if d]
+        registration = [d for d in documents if d["kind"] in ("Service", "APIService")]
+        self.apply(*(d for d in documents if d not in registration))
+        token = self.kubectl_sync("create", "token", METRICS_SERVER_SERVICE, "-n",
+                                  METRICS_SERVER_NAMESPACE, "--duration=2h").strip()
+        self.users[METRICS_SERVER_SERVICE] = User(METRICS_SERVER_SERVICE, token)
+        config = self.write_kubeconfig(METRICS_SERVER_SERVICE)
+        port = self.metrics_server_port
+        process = self._spawn("metrics-server", [
+            "metrics-server",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={self.root / 'metrics-server.crt'}",
+            f"--tls-private-key-file={self.root / 'metrics-server.key'}",
+            f"--kubeconfig={config}",
+            f"--authentication-kubeconfig={config}",
+            f"--authorization-kubeconfig={config}",
+            # KWOK's kubelet endpoint serves a throwaway self-signed certificate.
+            "--kubelet-insecure-tls",
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-port={self.kwok_port}",
+            "--metric-resolution=10s",  # its minimum; the request timeout must stay below 9s
+            "--kubelet-request-timeout=5s",
+            "--v=1",
+        ])
+        self._wait(process, "live metrics-server", lambda: urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/livez", context=self.ssl_context(), timeout=2
+        ).status == 200)
+        for doc in registration:
+            if doc["kind"] == "Service":
+                doc["spec"] = {"type": "ExternalName", "externalName": "127.0.0.1"}
+            else:
+                doc["spec"].pop("insecureSkipTLSVerify", None)
+                doc["spec"]["service"]["port"] = port
+                doc["spec"]["caBundle"] = base64.b64encode(self.pki.ca_pem).decode()
+        self.apply(*registration)
+
+        def available() -> bool:
+            service = self.get("/apis/apiregistration.k8s.io/v1/apiservices/"
+                               "v1beta1.metrics.k8s.io")
+            conditions = (service or {}).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+        self._wait(process, "Available APIService v1beta1.metrics.k8s.io", available)
 
     def grant_watched_cluster_rbac(self, *, helm: bool = True) -> str:
         """``kubectl apply`` the repository's watched-cluster RBAC, wait for the token

@@ -67,7 +67,9 @@ async def server(
         # sees is the one before its timeout, as on the real server.
         async with KubeSim.start(fleet="small", seed=12, tls=True, bookmark_interval=300) as sim:
             assert sim.tls is not None
-            sim.faults.metrics_available = False  # the tier runs no metrics-server either
+            # The session's control plane runs no metrics-server either (test_metrics_real.py
+            # starts one of its own).
+            sim.faults.metrics_available = False
             store = sim.store
 
             async def compact() -> None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the real control plane that tests/realk8s runs the sync against: kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes, etcd and etcdctl,
-# and KWOK, all from the Go module proxy through the wrapper modules next to this script (no
-# third-party code lives in this repository and nothing comes from a release site).
+# KWOK, and metrics-server (served through the apiserver's aggregation layer, scraping KWOK's
+# simulated kubelet metrics), all from the Go module proxy through the wrapper modules next to
+# this script (no third-party code lives in this repository and nothing comes from a release
+# site).
 #
 # The binaries go to ${FLEETGRAPH_K8S_CACHE:-$HOME/.cache/fleetgraph/k8s}/<key>/bin, where <key>
 # names the versions in versions.env; a finished folder carries a .complete stamp (the
@@ -20,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/versions.env"
 
 CACHE=${FLEETGRAPH_K8S_CACHE:-$HOME/.cache/fleetgraph/k8s}
-KEY="$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
+KEY="$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-metrics-server-$METRICS_SERVER_VERSION"
 BIN="$CACHE/$KEY/bin"
 
 if [ "${1:-}" = "--bin-dir" ]; then
@@ -35,22 +37,34 @@ fi
 
 # What the stamp records: a change to any of these (this script included) rebuilds.
 stamp_text() {
-    echo "k8s $K8S_VERSION etcd $ETCD_VERSION kwok $KWOK_VERSION $(go env GOVERSION)"
+    echo "k8s $K8S_VERSION etcd $ETCD_VERSION kwok $KWOK_VERSION" \
+        "metrics-server $METRICS_SERVER_VERSION $(go env GOVERSION)"
     (cd "$HERE" && sha256sum build.sh versions.env kubernetes/go.mod kubernetes/go.sum \
-        etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum)
+        etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum metrics-server/go.mod \
+        metrics-server/go.sum)
 }
 
-BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd etcdctl kwok)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd etcdctl kwok
+    metrics-server)
 # The kwok binary runs only the stages its config gives it; kwokctl's defaults (node
 # initialise, heartbeat with lease, pod ready/complete/delete) are copied beside it from the
 # same module, so they always match the binary.
 KWOK_STAGES=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
     pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+# For the control plane that runs metrics-server: KWOK's simulated kubelet /metrics/resource
+# (a Metric) and pod usage taken from the kwok.x-k8s.io/usage-cpu|memory annotations (a
+# ClusterResourceUsage), both as KWOK ships them.
+KWOK_METRICS=(metrics/resource/metrics-resource.yaml metrics/usage/usage-from-annotation.yaml)
+# metrics-server's own RBAC (its ServiceAccount, the auth-delegator and auth-reader bindings,
+# node and pod reads), Service and APIService, from its module; the tier points the Service
+# and the APIService at the local process.
+METRICS_SERVER_MANIFESTS=(rbac.yaml service.yaml apiservice.yaml)
+EXTRAS=(kwok-stages.yaml kwok-metrics.yaml metrics-server-manifests.yaml)
 
 if [ -f "$BIN/.complete" ] && [ "$(cat "$BIN/.complete")" = "$(stamp_text)" ]; then
     missing=0
     for b in "${BINARIES[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
-    [ -s "$BIN/kwok-stages.yaml" ] || missing=1
+    for f in "${EXTRAS[@]}"; do [ -s "$BIN/$f" ] || missing=1; done
     if [ "$missing" -eq 0 ]; then
         echo "k8s-tier: reusing $BIN"
         exit 0
@@ -74,6 +88,7 @@ check_version() { # dir module want
 check_version kubernetes k8s.io/kubernetes "$K8S_VERSION"
 check_version etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 check_version kwok sigs.k8s.io/kwok "$KWOK_VERSION"
+check_version metrics-server sigs.k8s.io/metrics-server "$METRICS_SERVER_VERSION"
 
 WORK="$CACHE/$KEY/bin.partial"
 rm -rf "$WORK"
@@ -111,6 +126,18 @@ build etcd "$WORK/etcd" "$ETCD_LDFLAGS" go.etcd.io/etcd/server/v3
 build etcd "$WORK/etcdctl" "$ETCD_LDFLAGS" go.etcd.io/etcd/etcdctl/v3
 build kwok "$WORK/kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} \
 -X sigs.k8s.io/kwok/pkg/consts.PreRelease=GA" sigs.k8s.io/kwok/cmd/kwok
+# metrics-server reports its version through client-go's version package (its Makefile's
+# VERSION_LDFLAGS); its own go.mod pins the k8s.io libraries it is tested with (v0.33), so
+# its wrapper keeps them rather than the apiserver's. (Raised to v0.35.4 it builds, sharing
+# the build cache, but panics at start: "unable to get openapi models: cannot find model
+# definition for io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics", since its generated
+# OpenAPI code names the models the way v0.33 does.)
+MS_LDFLAGS="-s -w"
+for var in "gitVersion=$METRICS_SERVER_VERSION" "buildDate=$BUILD_DATE"; do
+    MS_LDFLAGS+=" -X k8s.io/client-go/pkg/version.$var"
+done
+build metrics-server "$WORK/metrics-server" "$MS_LDFLAGS" \
+    sigs.k8s.io/metrics-server/cmd/metrics-server
 
 KWOK_DIR=$(cd "$HERE/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
 for stage in "${KWOK_STAGES[@]}"; do
@@ -118,9 +145,23 @@ for stage in "${KWOK_STAGES[@]}"; do
     cat "$KWOK_DIR/kustomize/stage/$stage"
     echo "---"
 done > "$WORK/kwok-stages.yaml"
+for doc in "${KWOK_METRICS[@]}"; do
+    echo "# from sigs.k8s.io/kwok@$KWOK_VERSION kustomize/$doc"
+    cat "$KWOK_DIR/kustomize/$doc"
+    echo "---"
+done > "$WORK/kwok-metrics.yaml"
+MS_DIR=$(cd "$HERE/metrics-server" && go list -m -f '{{.Dir}}' sigs.k8s.io/metrics-server)
+for doc in "${METRICS_SERVER_MANIFESTS[@]}"; do
+    echo "# from sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION manifests/base/$doc"
+    cat "$MS_DIR/manifests/base/$doc"
+    echo "---"
+done > "$WORK/metrics-server-manifests.yaml"
 
 for b in "${BINARIES[@]}"; do
     [ -x "$WORK/$b" ] || { echo "k8s-tier: $b was not built" >&2; exit 1; }
+done
+for f in "${EXTRAS[@]}"; do
+    [ -s "$WORK/$f" ] || { echo "k8s-tier: $f was not written" >&2; exit 1; }
 done
 stamp_text > "$WORK/.complete"
 rm -rf "$BIN"
