@@ -25,10 +25,11 @@ from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any, cast
 
-from graphql import OperationType
+from graphql import GraphQLError, OperationType
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from resolvers.errors import drop_traceback
 from resolvers.inventory.run import SLICE_SECONDS
 from schema.express import SUBSCRIPTION_EXECUTOR
 from schema.shared_results import execute_shared
@@ -53,6 +54,7 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._slice_started = time.perf_counter()
         self._queue: deque[tuple[asyncio.Future[Any], tuple[Any, ...]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._raised: dict[int, GraphQLError] = {}  # see build_response
         if self.operation.operation == OperationType.SUBSCRIPTION:
             # Its resolver runs later in this same task and finds it here, for the hub's
             # express route (schema.express); weakly, so it never outlives the subscription.
@@ -73,6 +75,7 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor._slice_started = time.perf_counter()
         executor._queue = deque()
         executor._drainer = None
+        executor._raised = {}
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
@@ -81,6 +84,31 @@ class CooperativeExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if self.operation.operation != OperationType.SUBSCRIPTION:
             return super().execute_operation(serially)
         return execute_shared(self, partial(super().execute_operation, serially))
+
+    def handle_field_error(self, raw_error: Exception, return_type: Any,
+                           field_details_list: Any, path: Any) -> None:
+        """graphql-core's own handling, noting each error it raises on towards a nullable
+        ancestor (see ``build_response``)."""
+        try:
+            super().handle_field_error(raw_error, return_type, field_details_list, path)
+        except GraphQLError as error:
+            self._raised[id(error)] = error
+            raise
+
+    def build_response(self, data: Any) -> Any:
+        """graphql-core's response; and every error raised on the way to a null that another
+        error had already caused loses its traceback now. graphql-core drops such an error
+        unreported (a sibling's failure settles it, or the null it reaches is already
+        reported), and its traceback holds the frame that raised it, whose locals hold the
+        error: a cycle through the executor, the context and the rows, the request's whole
+        state for the collector to find. Reported errors keep theirs until they are logged."""
+        response = super().build_response(data)
+        reported = {id(error) for error in self.collected_errors.errors}
+        for key, error in self._raised.items():
+            if key not in reported:
+                drop_traceback(error)
+        self._raised = {}
+        return response
 
     def complete_iterable_value(self, item_type: Any, field_details_list: Any, info: Any,
                                 path: Any, items: Iterable[Any], position_context: Any

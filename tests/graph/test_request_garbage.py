@@ -45,16 +45,19 @@ RESOLVED = """{ clusters(first: 5) { edges { node { name health { status }
 BAD_CURSOR = '{ clusters(first: 2, after: "not-a-cursor") { totalCount } }'
 MISSING = '{ cluster(id: "Q2x1c3RlcjowMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDA=") { name } }'
 # A hole's nullable field refused (a located error and a null, on the plan), and a hole's
-# non-null field failing, which gives the whole root field back to the resolvers. One pod
-# fails: with two (one per cluster) the resolvers-only schema itself leaves the error it
-# does not report in cycles (its frames and traceback), whichever path tried first.
+# non-null field failing, which gives the whole root field back to the resolvers: in one pod,
+# and in one pod of each of two clusters, where the second error reaches a null the first one
+# already caused, and graphql-core drops it unreported (its traceback still holding the frames
+# that raised it, until the executor drops it too).
 REFUSED_HOLE = """{ clusters(first: 5) { edges { node { name namespaces(first: 5) { edges { node {
   name helmReleases(first: 5) { edges { node { name values(redact: false) } } } } } } } } } }"""
 FAILING_HOLE = """{ clusters(first: 1) { edges { node { name pods(first: 1) { edges { node { name
   metrics(resource: CPU, from: "2026-03-02T00:00:00Z", to: "2026-03-01T00:00:00Z") {
     stepSeconds } } } } } } } }"""
+TWO_FAILING_HOLES = FAILING_HOLE.replace("clusters(first: 1)", "clusters(first: 2)")
 CODES = {"bad cursor": ["BAD_USER_INPUT"], "missing cluster": ["NOT_FOUND"],
-         "refused hole": ["FORBIDDEN"] * 2, "failing hole": ["BAD_USER_INPUT"]}
+         "refused hole": ["FORBIDDEN"] * 2, "failing hole": ["BAD_USER_INPUT"],
+         "two failing holes": ["BAD_USER_INPUT"]}
 
 
 async def _server_done() -> None:
@@ -78,8 +81,8 @@ def _cyclic_garbage() -> list[str]:
 
 
 @pytest.mark.parametrize("case", ["planned tree", "one namespace", "resolved fields",
-                                  "refused hole", "failing hole", "bad cursor",
-                                  "missing cluster"])
+                                  "refused hole", "failing hole", "two failing holes",
+                                  "bad cursor", "missing cluster"])
 async def test_a_request_leaves_nothing_in_reference_cycles(
         api: Any, tenant: Any, case: str) -> None:
     async with api.pool.acquire() as conn:
@@ -98,6 +101,7 @@ async def test_a_request_leaves_nothing_in_reference_cycles(
         "resolved fields": (RESOLVED, {}),
         "refused hole": (REFUSED_HOLE, {}),
         "failing hole": (FAILING_HOLE, {}),
+        "two failing holes": (TWO_FAILING_HOLES, {}),
         "bad cursor": (BAD_CURSOR, {}),
         "missing cluster": (MISSING, {}),
     }[case]
