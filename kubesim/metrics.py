@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from kubesim.quantity import cpu_nanocores, format_kibibytes, format_nanocores, memory_bytes
+from kubesim.quantity import cpu_nanocores, format_cpu_usage, format_memory_usage, memory_bytes
 from kubesim.selectors import Selector
 from kubesim.store import Store
 
@@ -100,7 +100,7 @@ class MetricsSource:
                 "containers": [
                     {
                         "name": name,
-                        "usage": {"cpu": format_nanocores(cpu), "memory": format_kibibytes(mem)},
+                        "usage": {"cpu": format_cpu_usage(cpu), "memory": format_memory_usage(mem)},
                     }
                     for name, cpu, mem in self.container_usage(pod)
                 ],
@@ -137,8 +137,8 @@ class MetricsSource:
                 "timestamp": now,
                 "window": self.window,
                 "usage": {
-                    "cpu": format_nanocores(cpu + SYSTEM_CPU),
-                    "memory": format_kibibytes(mem + SYSTEM_MEMORY),
+                    "cpu": format_cpu_usage(cpu + SYSTEM_CPU),
+                    "memory": format_memory_usage(mem + SYSTEM_MEMORY),
                 },
             }
             if selector is None or selector.matches(item):

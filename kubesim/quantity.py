@@ -32,8 +32,8 @@ __all__ = [
     "canonicalize_json",
     "canonicalize_object",
     "cpu_nanocores",
-    "format_kibibytes",
-    "format_nanocores",
+    "format_cpu_usage",
+    "format_memory_usage",
     "memory_bytes",
     "parse",
     "parse_quantity",
@@ -334,12 +334,16 @@ def memory_bytes(value: str | int | float) -> int:
     return _whole(parse_quantity(value), 1)
 
 
-def format_nanocores(nanocores: int) -> str:
-    """The form metrics-server uses for CPU usage: "123456n"."""
-    return f"{max(0, int(nanocores))}n"
+def format_cpu_usage(nanocores: int) -> str:
+    """CPU usage as metrics-server writes it: a quantity of nanocores
+    (``NewScaledQuantity(n, Nano)``), in canonical form ("123456n", or "2m" when it is whole
+    milli)."""
+    return canonical(Decimal(max(0, int(nanocores))).scaleb(-9), Format.DECIMAL_SI)
 
 
-def format_kibibytes(num_bytes: int) -> str:
-    """The form metrics-server uses for memory usage: "12345Ki"."""
-    return f"{max(0, int(num_bytes)) // 1024}Ki"
+def format_memory_usage(num_bytes: int) -> str:
+    """Memory usage as metrics-server writes it: the kubelet's working set, whole 4 KiB pages,
+    as a BinarySI quantity in canonical form ("12345Ki", or "96Mi" when it is whole
+    mebibytes), as the real one answered in tests/realk8s."""
+    return canonical(Decimal(max(0, int(num_bytes)) // 4096 * 4096), Format.BINARY_SI)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from kubesim.quantity import parse
 
 from .conftest import api_client
 
@@ -233,8 +236,10 @@ async def test_metrics_api_lists_node_and_pod_usage(kubesim, api: client.ApiClie
         n["metadata"]["name"] for n in kubesim.store.list("nodes")
     }
     for item in nodes["items"]:
-        assert item["usage"]["cpu"].endswith("n") and item["usage"]["memory"].endswith("Ki")
-        assert int(item["usage"]["cpu"][:-1]) > 100_000_000
+        cpu, memory = (item["usage"][k] for k in ("cpu", "memory"))
+        # metrics-server's quantities are canonical: written back as they are read
+        assert str(parse(cpu)) == cpu and str(parse(memory)) == memory, item["usage"]
+        assert parse(cpu).value > Decimal("0.1") and parse(memory).value % 4096 == 0
         assert item["window"] and item["timestamp"] == "2025-03-01T12:00:00Z"
     pods = await custom.list_namespaced_custom_object(
         "metrics.k8s.io", "v1beta1", "payments-prod", "pods"
@@ -243,7 +248,9 @@ async def test_metrics_api_lists_node_and_pod_usage(kubesim, api: client.ApiClie
         p["metadata"]["name"] for p in kubesim.store.list("pods", namespace="payments-prod")
     }
     usage = pods["items"][0]["containers"][0]["usage"]
-    assert int(usage["cpu"][:-1]) > 0 and int(usage["memory"][:-2]) > 1024
+    assert str(parse(usage["cpu"])) == usage["cpu"] and parse(usage["cpu"]).value > 0
+    assert str(parse(usage["memory"])) == usage["memory"]
+    assert parse(usage["memory"]).value >= 1024 * 1024
     one = await custom.get_namespaced_custom_object(
         "metrics.k8s.io", "v1beta1", "payments-prod", "pods", pods["items"][0]["metadata"]["name"]
     )
