@@ -269,10 +269,6 @@ class Flusher:
         self.flushes = 0
         self.retries = 0
         self._last_health = 0.0
-        # While a cluster's first lists are being written, health waits for the whole
-        # picture: assessed on half the pods, a cluster would report changes that are only
-        # the order of its lists (``ClusterSync._sync`` assesses once they are all in).
-        self.health_held = False
         self._busy = False  # a flush of the run loop is under way
         self._hurry = False  # someone waits in drain(): no flush_interval to gather more
         self._drained = asyncio.Event()
@@ -313,7 +309,7 @@ class Flusher:
             # Health is a scan of the cluster's rows: at most once per health_min_interval;
             # a change in between is assessed when the interval is up.
             wait = self._last_health + self._options.health_min_interval - time.monotonic()
-            health_now = assess or (wait <= 0 and not self.health_held)
+            health_now = assess or wait <= 0
             started = prometheus.sync_flush_started(self.writer.cluster_id)
             try:
                 result = await self.writer.flush(
@@ -337,7 +333,7 @@ class Flusher:
             self.flushes += 1
             if health_now and (assess or result.kinds):
                 self._last_health = time.monotonic()
-            elif result.kinds and not self.health_held:
+            elif result.kinds:
                 self._assess = True
                 asyncio.get_running_loop().call_later(max(wait, 0.0), self._wake.set)
                 return
@@ -521,13 +517,11 @@ class ClusterSync:
                 tasks.create_task(self._heartbeat(api))
                 # The flusher writes each page as the lists hand it over: the database
                 # inserts one page while the next is fetched and mapped.
-                flusher.health_held = True
                 tasks.create_task(flusher.run())
                 for informer in self._informers:
                     # An optional kind the cluster refuses is asked again by its run().
                     await informer.list_with_retry(wait_if_refused=False)
-                flusher.health_held = False
-                flusher.touch(assess=True)
+                flusher.touch(assess=True)  # the whole picture is in: its verdict now
                 await flusher.drain()
                 tasks.create_task(self._analyze())
                 backoff.reset()
